@@ -1,0 +1,572 @@
+"""Jit-compiled training of Flax NNX classifiers with any optax/optlab optimizer.
+
+One call trains a whole grid — every combination of the hyperparameter values × seeds — in
+one compiled program:
+
+* the model is kept functional (``nnx.split`` → pure ``(params, rest)`` states → ``nnx.merge``
+  inside the step; measured faster than a per-step ``nnx.Optimizer`` loop, see
+  ``benchmarks/train_throughput.py``);
+* an epoch is one ``lax.scan`` over mini-batches gathered on device from device-resident
+  data (a fresh shuffle per epoch and run), ``vmap``-ed over the runs of the grid and
+  jit-compiled with the training state donated, so there is no per-step Python overhead;
+* the optimizer is rebuilt inside the traced step from the run's hyperparameters, so
+  learning rates, β's, weight decays, ... are per-run scalars of the vmapped state;
+* a run whose loss or gradient turns non-finite is frozen and marked diverged (its history up
+  to that point is kept) while the other runs go on; early stopping freezes a run whose
+  validation accuracy has not improved for ``patience`` epochs;
+* with ``checkpoint_dir`` the state is saved with orbax after every epoch (atomically: a
+  crash never leaves a half-written checkpoint) and a later call with the same arguments
+  resumes from the latest checkpoint, bit-exactly;
+* with more than one visible device the batch is sharded over all devices (data parallel),
+  parameters are replicated and the optimizer state follows the parameters.
+
+>>> from optlab.tasks import load_dataset
+>>> data = load_dataset("mnist1d")
+>>> result = train(data, "mlp", optlab.adam, hyperparams={"learning_rate": [1e-3, 1e-2]},
+...                seeds=[0, 1, 2], epochs=20)
+>>> result.summary()
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from optlab._checks import check_int
+
+METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss",
+           "test_accuracy")
+
+ModelFactory = Callable[[nnx.Rngs], nnx.Module]
+OptimizerFactory = Callable[..., optax.GradientTransformation]
+
+
+# --------------------------------------------------------------------------------------------
+# configuration
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The runs of one training call: every combination of hyperparameter values × seeds.
+
+    Runs are ordered as ``itertools.product(*values, seeds)`` (seeds vary fastest).
+    """
+
+    names: tuple[str, ...]
+    values: tuple[tuple[float, ...], ...]
+    seeds: tuple[int, ...]
+
+    @classmethod
+    def make(cls, hyperparams: Mapping[str, float | Sequence[float]] | None,
+             seeds: int | Sequence[int]) -> Grid:
+        hyperparams = dict(hyperparams or {})
+        names, values = [], []
+        for name, v in hyperparams.items():
+            vs = tuple(v) if isinstance(v, Sequence) and not isinstance(v, str) else (v,)
+            if not vs:
+                raise ValueError(f"hyperparams[{name!r}] is empty; give at least one value")
+            for x in vs:
+                if isinstance(x, bool) or not isinstance(x, int | float | np.number):
+                    raise TypeError(f"hyperparams[{name!r}] values must be numbers, got {x!r}")
+                if not math.isfinite(float(x)):
+                    raise ValueError(f"hyperparams[{name!r}] values must be finite, got {x!r}")
+            names.append(name)
+            values.append(tuple(float(x) for x in vs))
+        if isinstance(seeds, int) and not isinstance(seeds, bool):
+            check_int("seeds", seeds, low=1)
+            seeds = tuple(range(seeds))
+        seeds = tuple(seeds)
+        if not seeds:
+            raise ValueError("seeds must be a positive count or a non-empty list of seeds")
+        for s in seeds:
+            check_int("seeds", s, low=0)
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds must be distinct, got {list(seeds)}")
+        return cls(tuple(names), tuple(values), seeds)
+
+    @property
+    def runs(self) -> list[tuple[dict[str, float], int]]:
+        out = []
+        for combo in itertools.product(*self.values, self.seeds):
+            out.append((dict(zip(self.names, combo[:-1], strict=True)), combo[-1]))
+        return out
+
+    def __len__(self) -> int:
+        return math.prod(len(v) for v in self.values) * len(self.seeds)
+
+
+# --------------------------------------------------------------------------------------------
+# results
+
+
+@dataclass
+class TrainResult:
+    """Everything a training call produced, one row per run of the grid.
+
+    ``history[metric]`` has shape ``(runs, epochs)``; epochs a run did not train (stopped
+    early or diverged) are NaN. ``test_accuracy`` is taken at the epoch of best validation
+    accuracy (``best_epoch``; the last trained epoch when there is no validation set);
+    ``final_test_accuracy`` at the last trained epoch.
+    """
+
+    grid: Grid
+    history: dict[str, np.ndarray]
+    diverged: np.ndarray
+    epochs_trained: np.ndarray
+    best_epoch: np.ndarray
+    wall_time: float
+    compile_time: float
+    device: str
+    config: dict[str, Any]
+    state: Any = field(repr=False, default=None)
+    graphdef: Any = field(repr=False, default=None)
+
+    @property
+    def test_accuracy(self) -> np.ndarray:
+        return _at(self.history["test_accuracy"], self.best_epoch)
+
+    @property
+    def val_accuracy(self) -> np.ndarray:
+        return _at(self.history["val_accuracy"], self.best_epoch)
+
+    @property
+    def final_test_accuracy(self) -> np.ndarray:
+        return _at(self.history["test_accuracy"], self.epochs_trained - 1)
+
+    def runs(self) -> list[dict[str, Any]]:
+        """One dict per run: hyperparameters, seed, outcome."""
+        out = []
+        for i, (hp, seed) in enumerate(self.grid.runs):
+            out.append({
+                "hyperparams": hp, "seed": seed, "diverged": bool(self.diverged[i]),
+                "epochs_trained": int(self.epochs_trained[i]),
+                "best_epoch": int(self.best_epoch[i]) + 1 if self.best_epoch[i] >= 0 else None,
+                "val_accuracy": float(self.val_accuracy[i]),
+                "test_accuracy": float(self.test_accuracy[i]),
+                "final_test_accuracy": float(self.final_test_accuracy[i]),
+                "history": {k: v[i].tolist() for k, v in self.history.items()},
+            })
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {"config": self.config, "device": self.device, "wall_time_s": self.wall_time,
+                "compile_time_s": self.compile_time, "runs": self.runs()}
+
+    def model(self, run: int = 0) -> nnx.Module:
+        """The trained model of run ``run`` (evaluation mode)."""
+        params, rest = jax.tree.map(lambda a: a[run], (self.state["params"],
+                                                      self.state["rest"]))
+        return nnx.merge(self.graphdef, params, rest)
+
+    def summary(self) -> str:
+        lines = [f"{len(self.grid)} runs on {self.device}, wall time {self.wall_time:.1f} s "
+                 f"(compile {self.compile_time:.1f} s)"]
+        for r in self.runs():
+            hp = ", ".join(f"{k}={v:g}" for k, v in r["hyperparams"].items())
+            status = "DIVERGED" if r["diverged"] else f"test acc {r['test_accuracy']:.4f}"
+            lines.append(f"  seed {r['seed']}{', ' + hp if hp else ''}: {status} "
+                         f"(epochs {r['epochs_trained']}, best {r['best_epoch']})")
+        return "\n".join(lines)
+
+
+def _at(history: np.ndarray, epoch: np.ndarray) -> np.ndarray:
+    rows = np.arange(history.shape[0])
+    return np.where(epoch >= 0, history[rows, np.maximum(epoch, 0)], np.nan)
+
+
+# --------------------------------------------------------------------------------------------
+# the functional model and step
+
+
+def classification_loss(model: nnx.Module, x: jax.Array, y: jax.Array):
+    """Mean softmax cross-entropy and accuracy of ``model`` on a batch."""
+    logits = model(x)
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    return loss, (jnp.argmax(logits, -1) == y).mean()
+
+
+@dataclass(frozen=True)
+class _Program:
+    """The pure functions of one training call (closed over static structure only)."""
+
+    graph_train: Any
+    graph_eval: Any
+    model_fn: ModelFactory
+    optimizer_fn: OptimizerFactory
+    names: tuple[str, ...]
+    schedule: Callable | None
+    batch_size: int
+    steps_per_epoch: int
+    batch_sharding: NamedSharding | None
+
+    def optimizer(self, hparams: dict[str, jax.Array]) -> optax.GradientTransformation:
+        kwargs = dict(hparams)
+        if self.schedule is not None and "learning_rate" in kwargs:
+            lr, schedule = kwargs["learning_rate"], self.schedule
+            kwargs["learning_rate"] = lambda step: lr * schedule(step)
+        return self.optimizer_fn(**kwargs)
+
+    def init(self, seed: jax.Array, hparams: dict[str, jax.Array]) -> dict[str, Any]:
+        key = jax.random.key(seed)
+        model = self.model_fn(nnx.Rngs(jax.random.fold_in(key, 0)))
+        _, params, rest = nnx.split(model, nnx.Param, ...)
+        return {
+            "params": params, "rest": rest,
+            "opt_state": self.optimizer(hparams).init(params),
+            "hparams": hparams,
+            "key": jax.random.key_data(jax.random.fold_in(key, 1)),
+            "active": jnp.array(True), "diverged": jnp.array(False),
+        }
+
+    def _constrain(self, x: jax.Array) -> jax.Array:
+        if self.batch_sharding is None:
+            return x
+        return jax.lax.with_sharding_constraint(x, self.batch_sharding)
+
+    def epoch(self, run: dict[str, Any], epoch: jax.Array, x: jax.Array, y: jax.Array):
+        """One epoch of one run: shuffle, then ``lax.scan`` over the mini-batches."""
+        tx = self.optimizer(run["hparams"])
+        key = jax.random.fold_in(jax.random.wrap_key_data(run["key"]), epoch)
+        order = jax.random.permutation(key, x.shape[0])
+        order = order[: self.steps_per_epoch * self.batch_size]
+        order = order.reshape(self.steps_per_epoch, self.batch_size)
+
+        def step(carry, idx):
+            params, rest, opt_state, ok = carry
+            xb, yb = self._constrain(x[idx]), self._constrain(y[idx])
+
+            def loss_fn(p):
+                model = nnx.merge(self.graph_train, p, rest)
+                loss, acc = classification_loss(model, xb, yb)
+                return loss, (acc, nnx.split(model, nnx.Param, ...)[2])
+
+            (loss, (acc, new_rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+            updates, new_opt = tx.update(grads, opt_state, params)
+            new_params = optax.apply_updates(params, updates)
+            finite = jnp.isfinite(loss) & jnp.isfinite(optax.global_norm(grads))
+            take = ok & finite
+            pick = lambda new, old: jax.tree.map(  # noqa: E731
+                lambda a, b: jnp.where(take, a, b), new, old)
+            carry = (pick(new_params, params), pick(new_rest, rest),
+                     pick(new_opt, opt_state), ok & finite)
+            return carry, (loss, acc, take)
+
+        carry0 = (run["params"], run["rest"], run["opt_state"], run["active"])
+        (params, rest, opt_state, ok), (loss, acc, took) = jax.lax.scan(step, carry0, order)
+        n = took.sum()
+        mean = lambda v: jnp.where(n > 0, jnp.where(took, v, 0).sum() / n, jnp.nan)  # noqa: E731
+        run = {**run, "params": params, "rest": rest, "opt_state": opt_state,
+               "diverged": run["diverged"] | (run["active"] & ~ok), "active": ok}
+        return run, {"train_loss": mean(loss), "train_accuracy": mean(acc)}
+
+    def evaluate(self, run: dict[str, Any], x: jax.Array, y: jax.Array, w: jax.Array):
+        """Weighted mean loss and accuracy over pre-chunked data ``(chunks, B, ...)``."""
+
+        def chunk(args):
+            xc, yc, wc = args
+            model = nnx.merge(self.graph_eval, run["params"], run["rest"])
+            logits = model(self._constrain(xc))
+            loss = optax.softmax_cross_entropy_with_integer_labels(logits, yc)
+            return (loss * wc).sum(), ((jnp.argmax(logits, -1) == yc) * wc).sum()
+
+        losses, hits = jax.lax.map(chunk, (x, y, w))
+        total = w.sum()
+        nan = jnp.full((), jnp.nan)
+        return (jnp.where(total > 0, losses.sum() / total, nan),
+                jnp.where(total > 0, hits.sum() / total, nan))
+
+
+def _graphdefs(model_fn: ModelFactory):
+    abstract = nnx.eval_shape(lambda: model_fn(nnx.Rngs(0)))
+    abstract.train()
+    graph_train = nnx.split(abstract, nnx.Param, ...)[0]
+    abstract.eval()
+    graph_eval = nnx.split(abstract, nnx.Param, ...)[0]
+    return graph_train, graph_eval
+
+
+def _chunks(x: np.ndarray, y: np.ndarray, size: int):
+    """Pads (x, y) to whole chunks of ``size`` and adds a 0/1 weight per example."""
+    n = len(y)
+    size = max(1, min(size, n)) if n else 1
+    chunks = max(1, -(-n // size))
+    pad = chunks * size - n
+    xs = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
+    ys = np.concatenate([y, np.zeros((pad,), y.dtype)])
+    w = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
+    return (xs.reshape(chunks, size, *x.shape[1:]), ys.reshape(chunks, size),
+            w.reshape(chunks, size))
+
+
+# --------------------------------------------------------------------------------------------
+# checkpoints
+
+
+class _Checkpoints:
+    """Orbax checkpoints of the training state + the host-side history, one per epoch."""
+
+    def __init__(self, directory: str | os.PathLike, fingerprint: dict[str, Any]):
+        import orbax.checkpoint as ocp
+
+        self.ocp = ocp
+        self.fingerprint = json.loads(json.dumps(fingerprint))
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=2, create=True, cleanup_tmp_directories=True,
+            enable_async_checkpointing=False)
+        self.manager = ocp.CheckpointManager(Path(directory).absolute(), options=options)
+
+    def restore(self, abstract_state):
+        step = self.manager.latest_step()
+        if step is None:
+            return None
+        ocp = self.ocp
+        meta = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+        meta = meta["meta"]
+        if meta["fingerprint"] != self.fingerprint:
+            diff = sorted(k for k in set(meta["fingerprint"]) | set(self.fingerprint)
+                          if meta["fingerprint"].get(k) != self.fingerprint.get(k))
+            raise ValueError(
+                f"checkpoint_dir {self.manager.directory} holds a run with a different "
+                f"configuration (differs in: {', '.join(diff)}); use another directory or "
+                "delete it to start afresh")
+        restored = self.manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_state)))
+        return restored["state"], meta
+
+    def save(self, epoch: int, state, meta: dict[str, Any]) -> None:
+        ocp = self.ocp
+        meta = {**meta, "fingerprint": self.fingerprint}
+        self.manager.save(epoch, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
+        self.manager.wait_until_finished()
+
+    def close(self) -> None:
+        self.manager.close()
+
+
+# --------------------------------------------------------------------------------------------
+# the public entry point
+
+
+def _resolve_model(model, dataset) -> ModelFactory:
+    if isinstance(model, str):
+        from optlab.tasks.models import make_model
+
+        return lambda rngs: make_model(model, dataset.input_shape, dataset.num_classes,
+                                       rngs=rngs)
+    if not callable(model):
+        raise TypeError(f"model must be a model name or a callable rngs -> nnx.Module, "
+                        f"got {type(model).__name__}")
+    return model
+
+
+def _mesh(data_parallel: bool | None, batch_size: int) -> Mesh | None:
+    devices = jax.devices()
+    if data_parallel is False or (data_parallel is None and len(devices) == 1):
+        return None
+    if batch_size % len(devices):
+        raise ValueError(
+            f"batch_size={batch_size} must be divisible by the {len(devices)} visible devices "
+            "for data-parallel training; change batch_size or pass data_parallel=False")
+    return Mesh(np.array(devices), ("data",))
+
+
+def train(
+    dataset,
+    model: str | ModelFactory,
+    optimizer: OptimizerFactory,
+    *,
+    hyperparams: Mapping[str, float | Sequence[float]] | None = None,
+    seeds: int | Sequence[int] = 1,
+    epochs: int = 20,
+    batch_size: int = 128,
+    schedule: Callable[[jax.Array], jax.Array] | None = None,
+    patience: int | None = None,
+    eval_batch_size: int = 1000,
+    checkpoint_dir: str | os.PathLike | None = None,
+    config: Mapping[str, Any] | None = None,
+    data_parallel: bool | None = None,
+    progress: bool | None = None,
+) -> TrainResult:
+    """Trains ``model`` on ``dataset`` for every run of the grid ``hyperparams × seeds``.
+
+    Args:
+      dataset: an :class:`optlab.tasks.Dataset` (``x_train``, ``y_train``, ``x_val``, ...).
+      model: a model name from :data:`optlab.tasks.MODELS` or ``rngs -> nnx.Module``.
+      optimizer: ``(**hyperparams) -> optax.GradientTransformation``, e.g. ``optlab.adam`` or
+        ``functools.partial(optlab.adamw, weight_decay=1e-4)``; it is called with each run's
+        hyperparameters (traced scalars inside the compiled step).
+      hyperparams: name → value or list of values (e.g. ``{"learning_rate": [1e-3, 1e-2]}``).
+      seeds: number of seeds (0..n−1) or the seeds themselves; each seed sets the model's
+        initialisation and the data order.
+      epochs: passes over the training set.
+      batch_size: mini-batch size; the last partial batch of an epoch is dropped.
+      schedule: optional multiplier ``step -> factor`` of the learning rate (e.g.
+        ``optlab.schedules.cosine_decay(1.0, total_steps)``).
+      patience: stop a run after this many epochs without a better validation accuracy.
+      eval_batch_size: chunk size of evaluation.
+      checkpoint_dir: save after every epoch and resume from here (orbax).
+      config: JSON-able description stored with checkpoints and results; resuming with a
+        different config is refused. Defaults to the call's arguments.
+      data_parallel: shard batches over all devices (default: when more than one).
+      progress: progress bar (default: only on a terminal).
+    """
+    t_start = time.perf_counter()
+    check_int("epochs", epochs, low=1)
+    check_int("batch_size", batch_size, low=1)
+    check_int("eval_batch_size", eval_batch_size, low=1)
+    if patience is not None:
+        check_int("patience", patience, low=1)
+    n_train = len(dataset.y_train)
+    if batch_size > n_train:
+        raise ValueError(f"batch_size={batch_size} exceeds the {n_train} training examples "
+                         f"of {dataset.name!r}; allowed range 1..{n_train}")
+    if patience is not None and len(dataset.y_val) == 0:
+        raise ValueError("patience needs a validation set (dataset has no x_val/y_val)")
+    if not callable(optimizer):
+        raise TypeError("optimizer must be a callable (**hyperparams) -> GradientTransformation")
+    grid = Grid.make(hyperparams, seeds)
+    for hp, _ in grid.runs[:: len(grid.seeds)]:
+        optimizer(**hp)  # fail on bad hyperparameters now, with the optimizer's own message
+    model_fn = _resolve_model(model, dataset)
+
+    mesh = _mesh(data_parallel, batch_size)
+    replicated = NamedSharding(mesh, P()) if mesh else None
+    graph_train, graph_eval = _graphdefs(model_fn)
+    program = _Program(graph_train, graph_eval, model_fn, optimizer, grid.names, schedule,
+                       batch_size, n_train // batch_size,
+                       NamedSharding(mesh, P("data")) if mesh else None)
+
+    put = (lambda a: jax.device_put(a, replicated)) if mesh else jnp.asarray
+    x_train, y_train = put(dataset.x_train), put(dataset.y_train)
+    evals = {split: tuple(put(a) for a in _chunks(getattr(dataset, f"x_{split}"),
+                                                   getattr(dataset, f"y_{split}"),
+                                                   eval_batch_size))
+             for split in ("val", "test")}
+
+    runs = grid.runs
+    seeds_arr = jnp.asarray([s for _, s in runs], jnp.uint32)
+    hp_arr = {k: jnp.asarray([hp[k] for hp, _ in runs], jnp.float32) for k in grid.names}
+    init = jax.jit(jax.vmap(program.init), out_shardings=replicated)
+    epoch_fn = jax.jit(jax.vmap(program.epoch, in_axes=(0, None, None, None)),
+                       donate_argnums=0)
+    eval_fn = jax.jit(jax.vmap(program.evaluate, in_axes=(0, None, None, None)))
+
+    config = dict(config) if config is not None else {
+        "dataset": dataset.name, "model": model if isinstance(model, str) else repr(model),
+        "optimizer": getattr(optimizer, "__name__", repr(optimizer)),
+        "hyperparams": {k: list(v) for k, v in zip(grid.names, grid.values, strict=True)},
+        "seeds": list(grid.seeds), "epochs": epochs, "batch_size": batch_size,
+        "patience": patience}
+    fingerprint = {**config, "n_train": n_train, "runs": len(grid)}
+
+    G = len(grid)
+    history = {m: np.full((G, epochs), np.nan) for m in METRICS}
+    diverged_epoch = np.full(G, -1)
+    start_epoch = 0
+    t_compile = time.perf_counter()
+    state = init(seeds_arr, hp_arr)
+    compile_time = time.perf_counter() - t_compile
+    ckpt = _Checkpoints(checkpoint_dir, fingerprint) if checkpoint_dir is not None else None
+    if ckpt is not None:
+        abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype,
+                                                               sharding=a.sharding), state)
+        restored = ckpt.restore(abstract)
+        if restored is not None:
+            state, meta = restored
+            start_epoch = meta["epoch"]
+            for m in METRICS:
+                history[m][:, :start_epoch] = np.array(meta["history"][m], float)
+            diverged_epoch = np.array(meta["diverged_epoch"])
+
+    bar = _progress(range(start_epoch, epochs), progress, f"training {G} run(s)")
+    try:
+        for epoch in bar:
+            t0 = time.perf_counter()
+            state, train_metrics = epoch_fn(state, jnp.int32(epoch), x_train, y_train)
+            if epoch == start_epoch:
+                jax.block_until_ready(train_metrics)
+                compile_time += time.perf_counter() - t0
+            metrics = {k: np.asarray(v) for k, v in train_metrics.items()}
+            for split in ("val", "test"):
+                loss, acc = eval_fn(state, *evals[split])
+                metrics[f"{split}_loss"], metrics[f"{split}_accuracy"] = (np.asarray(loss),
+                                                                         np.asarray(acc))
+            trained = ~np.isnan(metrics["train_loss"])
+            for m in METRICS:
+                history[m][:, epoch] = np.where(trained, metrics[m], np.nan)
+            diverged = np.asarray(state["diverged"])
+            diverged_epoch = np.where(diverged & (diverged_epoch < 0), epoch, diverged_epoch)
+            active = np.asarray(state["active"])
+            if patience is not None:
+                stop = _patience_exhausted(history["val_accuracy"][:, : epoch + 1], patience)
+                if np.any(active & stop):
+                    active = active & ~stop
+                    state["active"] = jax.device_put(jnp.asarray(active),
+                                                     state["active"].sharding)
+            if ckpt is not None:
+                ckpt.save(epoch + 1, state, {
+                    "epoch": epoch + 1, "diverged_epoch": diverged_epoch.tolist(),
+                    "history": {m: np.nan_to_num(history[m][:, : epoch + 1], nan=np.nan)
+                                .tolist() for m in METRICS}})
+            if hasattr(bar, "set_postfix"):
+                best = np.nanmax(history["val_accuracy"][:, : epoch + 1]) if np.any(
+                    ~np.isnan(history["val_accuracy"][:, : epoch + 1])) else float("nan")
+                bar.set_postfix(best_val_acc=f"{best:.3f}", active=int(active.sum()),
+                                s_per_epoch=f"{time.perf_counter() - t0:.2f}")
+            if not active.any():
+                break
+    finally:
+        if ckpt is not None:
+            ckpt.close()
+        if hasattr(bar, "close"):
+            bar.close()
+
+    trained_mask = ~np.isnan(history["train_loss"])
+    epochs_trained = trained_mask.sum(1)
+    best_epoch = _best_epoch(history, trained_mask, epochs_trained)
+    jax.block_until_ready(state)
+    return TrainResult(
+        grid=grid, history=history, diverged=np.asarray(state["diverged"]),
+        epochs_trained=epochs_trained, best_epoch=best_epoch,
+        wall_time=time.perf_counter() - t_start, compile_time=compile_time,
+        device=f"{len(jax.devices())} x {jax.devices()[0].device_kind}",
+        config=config, state=state, graphdef=graph_eval)
+
+
+def _patience_exhausted(val_acc: np.ndarray, patience: int) -> np.ndarray:
+    """True for runs whose best validation accuracy is more than ``patience`` epochs old."""
+    filled = np.where(np.isnan(val_acc), -np.inf, val_acc)
+    best = filled.argmax(1)  # first epoch reaching the best value
+    return (val_acc.shape[1] - 1 - best) >= patience
+
+
+def _best_epoch(history, trained_mask, epochs_trained) -> np.ndarray:
+    val = history["val_accuracy"]
+    has_val = ~np.isnan(val) & trained_mask
+    filled = np.where(has_val, val, -np.inf)
+    best = np.where(has_val.any(1), filled.argmax(1), epochs_trained - 1)
+    return np.where(epochs_trained > 0, best, -1)
+
+
+def _progress(iterable, progress: bool | None, desc: str):
+    """A tqdm bar; ``progress=None`` shows it only when stderr is a terminal."""
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, unit="epoch", disable=None if progress is None
+                else not progress, leave=False)
