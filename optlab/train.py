@@ -258,7 +258,7 @@ class _Program:
             (loss, (acc, new_rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
             updates, new_opt = tx.update(grads, opt_state, params)
             new_params = optax.apply_updates(params, updates)
-            finite = jnp.isfinite(loss) & jnp.isfinite(optax.global_norm(grads))
+            finite = jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grads))
             take = ok & finite
             pick = lambda new, old: jax.tree.map(  # noqa: E731
                 lambda a, b: jnp.where(take, a, b), new, old)

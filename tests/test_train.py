@@ -1,0 +1,208 @@
+"""The training loop: grids, divergence, early stopping, checkpoints, data parallelism."""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import optlab
+from optlab.train import Grid, train
+from tests.train_script import MLP, blobs, flat_params, run
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = str(ROOT / "tests" / "train_script.py")
+
+
+def _env(**extra) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu", **extra}
+    env.pop("XLA_FLAGS", None) if "XLA_FLAGS" not in extra else None
+    return env
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return run(epochs=8)
+
+
+def test_grid_learns_and_orders_runs(reference):
+    assert len(reference.grid) == 4
+    assert [(hp["learning_rate"], s) for hp, s in reference.grid.runs] == [
+        (1e-2, 0), (1e-2, 1), (1e-1, 0), (1e-1, 1)]
+    assert np.all(reference.test_accuracy > 0.8)
+    assert not reference.diverged.any()
+    assert np.all(reference.epochs_trained == 8)
+    # loss goes down, different seeds give different runs
+    h = reference.history["train_loss"]
+    assert np.all(h[:, -1] < 0.5 * h[:, 0])
+    assert not np.allclose(h[0], h[1])
+
+
+def test_vmapped_grid_equals_runs_one_by_one(reference):
+    params = flat_params(reference)
+    for i, (hp, seed) in enumerate(reference.grid.runs):
+        single = run(epochs=8, hyperparams={"learning_rate": hp["learning_rate"]},
+                     seeds=[seed])
+        np.testing.assert_allclose(flat_params(single)[0], params[i], rtol=2e-4, atol=2e-5)
+        np.testing.assert_allclose(single.history["test_accuracy"][0],
+                                   reference.history["test_accuracy"][i], atol=0.02)
+
+
+def test_deterministic(reference):
+    again = run(epochs=8)
+    np.testing.assert_array_equal(flat_params(again), flat_params(reference))
+
+
+def test_divergence_ends_only_that_run():
+    result = train(blobs(), MLP, optlab.sgd, epochs=6, batch_size=40,
+                   hyperparams={"learning_rate": [0.05, 1e30]})
+    assert result.diverged.tolist() == [False, True]
+    assert result.epochs_trained[0] == 6
+    assert result.epochs_trained[1] < 6
+    # the diverged run keeps its (finite or partial) history up to the divergence
+    assert np.isnan(result.history["train_loss"][1, result.epochs_trained[1]:]).all()
+    assert result.test_accuracy[0] > 0.8
+    assert result.runs()[1]["diverged"] is True
+
+
+def test_early_stopping_freezes_run():
+    result = train(blobs(), MLP, optlab.adam, epochs=30, batch_size=40, patience=2,
+                   hyperparams={"learning_rate": [1e-1]})
+    n = int(result.epochs_trained[0])
+    assert n < 30
+    val = result.history["val_accuracy"][0, :n]
+    best = int(np.argmax(val))
+    assert n - 1 - best == 2 and result.best_epoch[0] == best
+    assert result.test_accuracy[0] == result.history["test_accuracy"][0, best]
+
+
+def test_schedule_multiplies_learning_rate():
+    # lr x 1 for the first epoch's 9 steps, then 0: epochs 2.. change nothing
+    def first_epoch_only(step):
+        return jnp.where(step < 9, 1.0, 0.0)
+
+    result = train(blobs(), MLP, optlab.sgd, epochs=3, batch_size=40, seeds=1,
+                   hyperparams={"learning_rate": [0.1]}, schedule=first_epoch_only)
+    frozen = train(blobs(), MLP, optlab.sgd, epochs=1, batch_size=40, seeds=1,
+                   hyperparams={"learning_rate": [0.1]})
+    np.testing.assert_array_equal(flat_params(result), flat_params(frozen))
+
+
+def test_other_hyperparameters_are_vmapped():
+    result = train(blobs(), MLP, functools.partial(optlab.adamw, learning_rate=1e-2),
+                   epochs=2, batch_size=40, hyperparams={"weight_decay": [0.0, 10.0]})
+    p = flat_params(result)
+    assert np.linalg.norm(p[1]) < 0.5 * np.linalg.norm(p[0])
+
+
+def test_checkpoint_resume_is_bit_exact(tmp_path, reference, monkeypatch):
+    import optlab.train as train_module
+
+    calls = {"n": 0}
+    original = train_module._Checkpoints.save
+
+    def save_then_crash(self, epoch, state, meta):
+        original(self, epoch, state, meta)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("simulated interruption")
+
+    monkeypatch.setattr(train_module._Checkpoints, "save", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "ckpt", epochs=8)
+    monkeypatch.setattr(train_module._Checkpoints, "save", original)
+    resumed = run(tmp_path / "ckpt", epochs=8)
+    np.testing.assert_array_equal(flat_params(resumed), flat_params(reference))
+    for k, v in reference.history.items():
+        np.testing.assert_array_equal(resumed.history[k], v)
+
+
+def test_resume_with_another_config_is_refused(tmp_path):
+    run(tmp_path / "ckpt", epochs=1)
+    with pytest.raises(ValueError, match="different configuration"):
+        run(tmp_path / "ckpt", epochs=1, hyperparams={"learning_rate": [0.5]})
+
+
+@pytest.mark.slow
+def test_resume_after_kill_is_bit_exact(tmp_path):
+    full, part = tmp_path / "full.npz", tmp_path / "part.npz"
+    ckpt = tmp_path / "ckpt"
+    epochs = "20"
+    subprocess.run([sys.executable, SCRIPT, str(full), "-", epochs], check=True, env=_env(),
+                   timeout=300)
+    proc = subprocess.Popen([sys.executable, SCRIPT, str(part), str(ckpt), epochs], env=_env())
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        steps = [int(p.name) for p in ckpt.glob("*") if p.name.isdigit()] if ckpt.exists() else []
+        if steps and max(steps) >= 3:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not part.exists()
+    subprocess.run([sys.executable, SCRIPT, str(part), str(ckpt), epochs], check=True,
+                   env=_env(), timeout=300)
+    a, b = np.load(full), np.load(part)
+    np.testing.assert_array_equal(a["params"], b["params"])
+    np.testing.assert_array_equal(a["test_accuracy"], b["test_accuracy"])
+
+
+@pytest.mark.slow
+def test_data_parallel_on_8_devices_matches_one_device(tmp_path):
+    code = (
+        "import sys, jax, numpy as np; sys.path.insert(0, sys.argv[2]);"
+        "from tests.train_script import run, flat_params;"
+        "assert jax.device_count() == 8, jax.devices();"
+        "a = run(epochs=3, data_parallel=True); b = run(epochs=3, data_parallel=False);"
+        "s = a.state['params'];"
+        "leaf = jax.tree.leaves(s)[0];"
+        "assert len(leaf.sharding.device_set) == 8 and leaf.sharding.is_fully_replicated;"
+        "np.savez(sys.argv[1], a=flat_params(a), b=flat_params(b),"
+        " ha=a.history['test_loss'], hb=b.history['test_loss'])")
+    out = tmp_path / "dp.npz"
+    env = _env(XLA_FLAGS="--xla_force_host_platform_device_count=8")
+    subprocess.run([sys.executable, "-c", code, str(out), str(ROOT)], check=True, env=env,
+                   timeout=300)
+    r = np.load(out)
+    np.testing.assert_allclose(r["a"], r["b"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(r["ha"], r["hb"], rtol=1e-4)
+
+
+def test_batch_size_must_divide_devices_for_data_parallel(monkeypatch):
+    monkeypatch.setattr(jax, "devices", lambda *a: [object()] * 3)
+    with pytest.raises(ValueError, match="batch_size=40 must be divisible by the 3"):
+        run(epochs=1, data_parallel=True)
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"epochs": 0}, "epochs"),
+    ({"batch_size": 0}, "batch_size"),
+    ({"batch_size": 10_000}, "batch_size=10000 exceeds"),
+    ({"patience": 0}, "patience"),
+    ({"seeds": 0}, "seeds"),
+    ({"seeds": [1, 1]}, "distinct"),
+    ({"hyperparams": {"learning_rate": []}}, "empty"),
+    ({"hyperparams": {"learning_rate": [-1.0]}}, "learning_rate"),
+    ({"hyperparams": {"learning_rate": [float("nan")]}}, "finite"),
+    ({"hyperparams": {"learnig_rate": [0.1]}}, "learnig_rate"),
+])
+def test_bad_arguments(kwargs, match):
+    kwargs = {"hyperparams": {"learning_rate": [0.1]}, **kwargs}
+    with pytest.raises((ValueError, TypeError), match=match):
+        train(blobs(), MLP, optlab.adam, **{"epochs": 1, "batch_size": 40, **kwargs})
+
+
+def test_grid_product_order():
+    g = Grid.make({"learning_rate": [1.0, 2.0], "b1": 0.5}, [3, 4])
+    assert len(g) == 4
+    assert g.runs[1] == ({"learning_rate": 1.0, "b1": 0.5}, 4)
