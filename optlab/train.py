@@ -480,7 +480,8 @@ def train(
     diverged_epoch = np.full(G, -1)
     start_epoch = 0
     t_compile = time.perf_counter()
-    state = init(seeds_arr, hp_arr)
+    state = init.lower(seeds_arr, hp_arr).compile()(seeds_arr, hp_arr)
+    epoch_fn = epoch_fn.lower(state, jnp.int32(0), x_train, y_train).compile()
     compile_time = time.perf_counter() - t_compile
     ckpt = _Checkpoints(checkpoint_dir, fingerprint) if checkpoint_dir is not None else None
     if ckpt is not None:
@@ -499,9 +500,6 @@ def train(
         for epoch in bar:
             t0 = time.perf_counter()
             state, train_metrics = epoch_fn(state, jnp.int32(epoch), x_train, y_train)
-            if epoch == start_epoch:
-                jax.block_until_ready(train_metrics)
-                compile_time += time.perf_counter() - t0
             metrics = {k: np.asarray(v) for k, v in train_metrics.items()}
             for split in ("val", "test"):
                 loss, acc = eval_fn(state, *evals[split])
