@@ -195,6 +195,7 @@ def _train_one(args, data, model: str, opt_name: str, out: Path | None) -> Any:
         return train(data, model, optimizer, hyperparams=hyperparams, seeds=args.seeds,
                      epochs=args.epochs, batch_size=args.batch_size, schedule=schedule,
                      patience=args.patience, config=config, progress=args.progress,
+                     unroll=True if args.unroll else 1,
                      checkpoint_dir=None if out is None else out / "checkpoints")
     except ValueError as e:
         raise CLIError(str(e)) from None
@@ -407,6 +408,8 @@ def _add_training_flags(p: argparse.ArgumentParser, lrs: str | None) -> None:
                    help="also sweep a scalar optimizer option in the compiled grid")
     p.add_argument("--out", default=None, help="output directory (results, plot, checkpoints;"
                    " re-running the same command resumes)")
+    p.add_argument("--unroll", action="store_true",
+                   help="unroll each epoch's scan (faster conv models on CPU, longer compile)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar (default: when stderr is a terminal)")
 

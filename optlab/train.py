@@ -131,6 +131,7 @@ class TrainResult:
     best_epoch: np.ndarray
     wall_time: float
     compile_time: float
+    epoch_seconds: list[float]
     device: str
     config: dict[str, Any]
     state: Any = field(repr=False, default=None)
@@ -165,7 +166,8 @@ class TrainResult:
 
     def to_json(self) -> dict[str, Any]:
         return {"config": self.config, "device": self.device, "wall_time_s": self.wall_time,
-                "compile_time_s": self.compile_time, "runs": self.runs()}
+                "compile_time_s": self.compile_time, "epoch_seconds": self.epoch_seconds,
+                "runs": self.runs()}
 
     def model(self, run: int = 0) -> nnx.Module:
         """The trained model of run ``run`` (evaluation mode)."""
@@ -213,6 +215,7 @@ class _Program:
     batch_size: int
     steps_per_epoch: int
     batch_sharding: NamedSharding | None
+    unroll: int | bool = 1
 
     def optimizer(self, hparams: dict[str, jax.Array]) -> optax.GradientTransformation:
         kwargs = dict(hparams)
@@ -267,7 +270,8 @@ class _Program:
             return carry, (loss, acc, take)
 
         carry0 = (run["params"], run["rest"], run["opt_state"], run["active"])
-        (params, rest, opt_state, ok), (loss, acc, took) = jax.lax.scan(step, carry0, order)
+        (params, rest, opt_state, ok), (loss, acc, took) = jax.lax.scan(step, carry0, order,
+                                                                   unroll=self.unroll)
         n = took.sum()
         mean = lambda v: jnp.where(n > 0, jnp.where(took, v, 0).sum() / n, jnp.nan)  # noqa: E731
         run = {**run, "params": params, "rest": rest, "opt_state": opt_state,
@@ -298,6 +302,20 @@ def _graphdefs(model_fn: ModelFactory):
     abstract.eval()
     graph_eval = nnx.split(abstract, nnx.Param, ...)[0]
     return graph_train, graph_eval
+
+
+def _over_runs(fn: Callable, runs: int, in_axes: tuple) -> Callable:
+    """``jax.vmap(fn, in_axes)`` over the runs of the grid; for a single run the run axis is
+    dropped and restored instead (vmap would turn convolutions into slower grouped ones)."""
+    if runs > 1:
+        return jax.vmap(fn, in_axes=in_axes)
+
+    def single(*args):
+        args = [jax.tree.map(lambda a: a[0], a) if axis == 0 else a
+                for a, axis in zip(args, in_axes, strict=True)]
+        return jax.tree.map(lambda a: a[None], fn(*args))
+
+    return single
 
 
 def _chunks(x: np.ndarray, y: np.ndarray, size: int):
@@ -401,6 +419,7 @@ def train(
     checkpoint_dir: str | os.PathLike | None = None,
     config: Mapping[str, Any] | None = None,
     data_parallel: bool | None = None,
+    unroll: int | bool = 1,
     progress: bool | None = None,
 ) -> TrainResult:
     """Trains ``model`` on ``dataset`` for every run of the grid ``hyperparams × seeds``.
@@ -424,6 +443,9 @@ def train(
       config: JSON-able description stored with checkpoints and results; resuming with a
         different config is refused. Defaults to the call's arguments.
       data_parallel: shard batches over all devices (default: when more than one).
+      unroll: ``lax.scan`` unrolling of the epoch loop. XLA:CPU runs convolution gradients
+        3–4× slower inside a loop than outside (``benchmarks/RESULTS.md``); on CPU,
+        ``unroll=True`` for conv models with short epochs trades compile time for speed.
       progress: progress bar (default: only on a terminal).
     """
     t_start = time.perf_counter()
@@ -432,6 +454,8 @@ def train(
     check_int("eval_batch_size", eval_batch_size, low=1)
     if patience is not None:
         check_int("patience", patience, low=1)
+    if not isinstance(unroll, bool):
+        check_int("unroll", unroll, low=1)
     n_train = len(dataset.y_train)
     if batch_size > n_train:
         raise ValueError(f"batch_size={batch_size} exceeds the {n_train} training examples "
@@ -450,7 +474,7 @@ def train(
     graph_train, graph_eval = _graphdefs(model_fn)
     program = _Program(graph_train, graph_eval, model_fn, optimizer, grid.names, schedule,
                        batch_size, n_train // batch_size,
-                       NamedSharding(mesh, P("data")) if mesh else None)
+                       NamedSharding(mesh, P("data")) if mesh else None, unroll)
 
     put = (lambda a: jax.device_put(a, replicated)) if mesh else jnp.asarray
     x_train, y_train = put(dataset.x_train), put(dataset.y_train)
@@ -462,10 +486,10 @@ def train(
     runs = grid.runs
     seeds_arr = jnp.asarray([s for _, s in runs], jnp.uint32)
     hp_arr = {k: jnp.asarray([hp[k] for hp, _ in runs], jnp.float32) for k in grid.names}
-    init = jax.jit(jax.vmap(program.init), out_shardings=replicated)
-    epoch_fn = jax.jit(jax.vmap(program.epoch, in_axes=(0, None, None, None)),
-                       donate_argnums=0)
-    eval_fn = jax.jit(jax.vmap(program.evaluate, in_axes=(0, None, None, None)))
+    G = len(grid)
+    init = jax.jit(_over_runs(program.init, G, (0, 0)), out_shardings=replicated)
+    epoch_fn = jax.jit(_over_runs(program.epoch, G, (0, None, None, None)), donate_argnums=0)
+    eval_fn = jax.jit(_over_runs(program.evaluate, G, (0, None, None, None)))
 
     config = dict(config) if config is not None else {
         "dataset": dataset.name, "model": model if isinstance(model, str) else repr(model),
@@ -475,7 +499,6 @@ def train(
         "patience": patience}
     fingerprint = {**config, "n_train": n_train, "runs": len(grid)}
 
-    G = len(grid)
     history = {m: np.full((G, epochs), np.nan) for m in METRICS}
     diverged_epoch = np.full(G, -1)
     start_epoch = 0
@@ -495,6 +518,7 @@ def train(
                 history[m][:, :start_epoch] = np.array(meta["history"][m], float)
             diverged_epoch = np.array(meta["diverged_epoch"])
 
+    epoch_seconds: list[float] = []
     bar = _progress(range(start_epoch, epochs), progress, f"training {G} run(s)")
     try:
         for epoch in bar:
@@ -527,6 +551,7 @@ def train(
                     ~np.isnan(history["val_accuracy"][:, : epoch + 1])) else float("nan")
                 bar.set_postfix(best_val_acc=f"{best:.3f}", active=int(active.sum()),
                                 s_per_epoch=f"{time.perf_counter() - t0:.2f}")
+            epoch_seconds.append(time.perf_counter() - t0)
             if not active.any():
                 break
     finally:
@@ -543,6 +568,7 @@ def train(
         grid=grid, history=history, diverged=np.asarray(state["diverged"]),
         epochs_trained=epochs_trained, best_epoch=best_epoch,
         wall_time=time.perf_counter() - t_start, compile_time=compile_time,
+        epoch_seconds=epoch_seconds,
         device=f"{len(jax.devices())} x {jax.devices()[0].device_kind}",
         config=config, state=state, graphdef=graph_eval)
 

@@ -223,7 +223,7 @@ class CNN1D(_Classifier):
                     "convolutions; the length must be at least 3"
                 )
         self.convs = nnx.List([
-            nnx.Conv(c_in, channels, kernel, strides=2, padding=[(1, 1)], rngs=rngs)
+            nnx.Conv(c_in, channels, kernel, strides=2, padding=((1, 1),), rngs=rngs)
             for c_in, kernel in specs
         ])
         self.head = nnx.Linear(length * channels, num_classes, rngs=rngs)
@@ -315,7 +315,7 @@ class _WideBlock(nnx.Module):
 
     def __init__(self, c_in: int, c_out: int, stride: int, momentum: float, rngs: nnx.Rngs):
         def conv(a: int, b: int, k: int, s: int, pad: int) -> nnx.Conv:
-            return nnx.Conv(a, b, (k, k), strides=s, padding=[(pad, pad)] * 2, use_bias=False,
+            return nnx.Conv(a, b, (k, k), strides=s, padding=((pad, pad),) * 2, use_bias=False,
                             kernel_init=_he_normal_fan_out, rngs=rngs)
 
         self.bn0 = _batch_norm(c_in, momentum, rngs)
@@ -364,7 +364,7 @@ class WideResNet(_Classifier):
         _checks.check_decay("bn_momentum", bn_momentum, allow_schedule=False)
         n = (depth - 4) // 6
         widths = (16 * width, 32 * width, 64 * width)
-        self.conv = nnx.Conv(self.input_shape[-1], 16, (3, 3), padding=[(1, 1)] * 2,
+        self.conv = nnx.Conv(self.input_shape[-1], 16, (3, 3), padding=((1, 1),) * 2,
                              use_bias=False, kernel_init=_he_normal_fan_out, rngs=rngs)
         blocks = []
         c_in = 16
