@@ -18,8 +18,11 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/activate
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(VENV)/.installed $@
 
+DEMO_OPTIMIZERS := sgd,momentum,adam,amsgrad,adamw,powersign,addsign,lion
+
 demo: $(VENV)/.installed
-	$(BIN)/optlab compare
+	$(BIN)/optlab compare --task mnist1d --optimizers $(DEMO_OPTIMIZERS) \
+	  --lrs 1e-3,3e-3,1e-2,3e-2,1e-1 --seeds 3 --epochs 20 --out runs/mnist1d-compare
 
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check optlab tests benchmarks
@@ -30,6 +33,7 @@ lint: $(VENV)/.installed-dev
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/step_time.py
+	$(BIN)/python benchmarks/train_throughput.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis runs

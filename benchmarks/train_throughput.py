@@ -73,7 +73,7 @@ def per_step_loop(data, model_name: str, lr: float, epochs: int, batch_size: int
         @functools.partial(jax.jit, donate_argnums=0)
         def fstep(carry, xb, yb):
             def loss_fn(p):
-                m = nnx.merge(graph_train, p, carry["rest"])
+                m = nnx.merge(graph_train, p, carry["rest"], copy=True)
                 loss, _ = classification_loss(m, xb, yb)
                 return loss, nnx.split(m, nnx.Param, ...)[2]
 

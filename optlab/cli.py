@@ -183,22 +183,47 @@ def _train_one(args, data, model: str, opt_name: str, out: Path | None) -> Any:
             schedule = registry.schedule(name, kwargs, total_steps=total, unit=True)
         except ValueError as e:
             raise CLIError(f"--schedule: {e}") from None
-    config = {"task": data.name, "model": model, "optimizer": opt_name,
+    config = {"task": data.name, "model": model,
+              "model_args": _key_values(args.model_arg, "--model-arg"), "optimizer": opt_name,
               "opt_args": dict(_key_values(args.opt_arg, "--opt-arg")),
               "hyperparams": hyperparams, "schedule": args.schedule,
               "seeds": args.seeds, "epochs": args.epochs, "batch_size": args.batch_size,
               "patience": args.patience, "val_fraction": args.val_fraction,
               "data_seed": args.data_seed, "dataset": data.summary()}
+    model_fn = _model_factory(model, _key_values(args.model_arg, "--model-arg"), data)
     optimizer = functools.partial(registry.optimizer(opt_name), **static)
     optimizer.__name__ = opt_name  # type: ignore[attr-defined]
     try:
-        return train(data, model, optimizer, hyperparams=hyperparams, seeds=args.seeds,
+        return train(data, model_fn, optimizer, hyperparams=hyperparams, seeds=args.seeds,
                      epochs=args.epochs, batch_size=args.batch_size, schedule=schedule,
                      patience=args.patience, config=config, progress=args.progress,
                      unroll=True if args.unroll else 1,
                      checkpoint_dir=None if out is None else out / "checkpoints")
     except ValueError as e:
         raise CLIError(str(e)) from None
+
+
+def _model_factory(name: str, options: dict[str, str], data):
+    """``rngs -> model`` with ``--model-arg`` options parsed as literals; checked now."""
+    from flax import nnx
+
+    from optlab.tasks.models import make_model
+
+    parsed = {}
+    for key, text in options.items():
+        try:
+            parsed[key] = registry.parse_value(text)
+        except ValueError as e:
+            raise CLIError(f"--model-arg {key}={text}: {e}") from None
+    if isinstance(parsed.get("hidden"), list):
+        parsed["hidden"] = tuple(parsed["hidden"])
+    try:
+        nnx.eval_shape(lambda: make_model(name, data.input_shape, data.num_classes, rngs=0,
+                                          **parsed))
+    except (ValueError, TypeError) as e:
+        raise CLIError(f"--model-arg: {e}") from None
+    return lambda rngs: make_model(name, data.input_shape, data.num_classes, rngs=rngs,
+                                   **parsed)
 
 
 def _by_hyperparams(result) -> list[tuple[dict[str, float], list[int]]]:
@@ -387,6 +412,8 @@ def _add_training_flags(p: argparse.ArgumentParser, lrs: str | None) -> None:
     p.add_argument("--model", default=None,
                    help="model (default per task: " +
                    ", ".join(f"{k}: {v}" for k, v in TASK_MODELS.items()) + ")")
+    p.add_argument("--model-arg", action="append", default=[], metavar="NAME=VALUE",
+                   help="model option, e.g. depth=10 or hidden=(256,256); repeatable")
     p.add_argument("--lr", "--lrs", dest="lr", type=_lrs, default=_lrs(lrs) if lrs else None,
                    help="learning rate(s), comma-separated; all run in one compiled grid")
     p.add_argument("--epochs", type=_int_at_least(1), default=20)

@@ -32,6 +32,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from optlab import _checks
@@ -66,7 +67,7 @@ def _check_input_shape(input_shape: Any, ranks: Sequence[int], expected: str) ->
         raise TypeError(
             f"input_shape must be a tuple of ints {expected}, got {input_shape!r}"
         )
-    shape = tuple(input_shape)
+    shape = tuple(int(d) if isinstance(d, np.integer) else d for d in input_shape)
     if len(shape) not in ranks:
         raise ValueError(
             f"input_shape must have {' or '.join(map(str, ranks))} dimension(s) {expected}, "
