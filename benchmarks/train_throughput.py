@@ -129,6 +129,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.epochs, args.grid = 2, 2
+        args.models = "mlp" if args.models == parser.get_default("models") else args.models
     if args.random_images:
         data = random_images(args.random_images, n_test=max(args.batch_size, 1000))
     else:
