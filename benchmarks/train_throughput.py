@@ -173,10 +173,10 @@ def main() -> None:
         print(f"| {name} | {grid_wall:.2f} | {seq_wall:.2f} | {seq_wall / grid_wall:.2f} | "
               f"{grid_epoch:.3f} | {seq_epoch:.3f} | {seq_epoch / grid_epoch:.2f} |",
               flush=True)
-        if not args.quick:
-            np.testing.assert_allclose(g.history["train_loss"][:, -1],
-                                       [s.history["train_loss"][0, -1] for s in seq],
-                                       rtol=1e-3)
+        seq_loss = np.array([s.history["train_loss"][0, -1] for s in seq])
+        drift = np.max(np.abs(g.history["train_loss"][:, -1] - seq_loss) / seq_loss)
+        print(f"|   (same runs: max relative difference of the final train loss, grid vs "
+              f"sequential: {drift:.1e}) |||||||", flush=True)
 
 
 if __name__ == "__main__":

@@ -550,8 +550,7 @@ def train(
             if ckpt is not None:
                 ckpt.save(epoch + 1, state, {
                     "epoch": epoch + 1, "diverged_epoch": diverged_epoch.tolist(),
-                    "history": {m: np.nan_to_num(history[m][:, : epoch + 1], nan=np.nan)
-                                .tolist() for m in METRICS}})
+                    "history": {m: history[m][:, : epoch + 1].tolist() for m in METRICS}})
             if hasattr(bar, "set_postfix"):
                 best = np.nanmax(history["val_accuracy"][:, : epoch + 1]) if np.any(
                     ~np.isnan(history["val_accuracy"][:, : epoch + 1])) else float("nan")

@@ -217,3 +217,25 @@ def test_mnist1d_mlp_with_adam_reaches_60_percent():
     result = train(data, "mlp", optlab.adam, hyperparams={"learning_rate": [1e-2]}, seeds=2,
                    epochs=40, batch_size=100)
     assert result.test_accuracy.mean() >= 0.60, result.test_accuracy
+
+
+def test_resume_keeps_diverged_and_stopped_runs(tmp_path, monkeypatch):
+    import optlab.train as train_module
+
+    kwargs = dict(epochs=5, batch_size=40, hyperparams={"learning_rate": [0.05, 1e30]})
+    full = train(blobs(), MLP, optlab.sgd, **kwargs)
+    original = train_module._Checkpoints.save
+
+    def crash_after_two(self, epoch, state, meta):
+        original(self, epoch, state, meta)
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module._Checkpoints, "save", crash_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        train(blobs(), MLP, optlab.sgd, checkpoint_dir=tmp_path, **kwargs)
+    monkeypatch.setattr(train_module._Checkpoints, "save", original)
+    resumed = train(blobs(), MLP, optlab.sgd, checkpoint_dir=tmp_path, **kwargs)
+    assert resumed.diverged.tolist() == [False, True]
+    np.testing.assert_array_equal(resumed.history["train_loss"], full.history["train_loss"])
+    np.testing.assert_array_equal(flat_params(resumed), flat_params(full))
