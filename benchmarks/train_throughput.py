@@ -142,18 +142,20 @@ def main() -> None:
 
     print("\n## 1. loop: steps/s after the first epoch (per-epoch eval included)")
     print("| model | optlab.train scan | per-step jax.jit split/merge | per-step nnx.jit "
-          "nnx.Optimizer | scan / nnx.jit | scan / jax.jit | compile s (scan) |")
-    print("|---|---|---|---|---|---|---|")
+          "nnx.Optimizer | scan / nnx.jit | scan / jax.jit | compile s (scan) | images/s (scan) |")
+    print("|---|---|---|---|---|---|---|---|")
     for name in args.models.split(","):
         _, f_epoch = per_step_loop(data, name, lrs[0], args.epochs, args.batch_size, "jax")
         _, n_epoch = per_step_loop(data, name, lrs[0], args.epochs, args.batch_size, "nnx")
         fs, ns = steps / f_epoch, steps / n_epoch
-        for unroll in (1, True):
+        # unroll=True only matters on CPU (conv gradients in XLA:CPU loops); see RESULTS.md
+        for unroll in (1, True) if jax.default_backend() == "cpu" else (1,):
             r = scan_loop(data, name, lrs[:1], args.epochs, args.batch_size, unroll)
             scan = steps / statistics.median(r.epoch_seconds[1:] or r.epoch_seconds)
             label = name + (" (unroll=True)" if unroll is True else "")
             print(f"| {label} | {scan:.0f} | {fs:.0f} | {ns:.0f} | {scan / ns:.2f} | "
-                  f"{scan / fs:.2f} | {r.compile_time:.2f} |", flush=True)
+                  f"{scan / fs:.2f} | {r.compile_time:.2f} | {scan * args.batch_size:.0f} |",
+                  flush=True)
 
     print(f"\n## 2. grid of K = {args.grid} learning rates: one vmapped program vs K runs "
           "one after another")
