@@ -434,7 +434,8 @@ def train(
       model: a model name from :data:`optlab.tasks.MODELS` or ``rngs -> nnx.Module``.
       optimizer: ``(**hyperparams) -> optax.GradientTransformation``, e.g. ``optlab.adam`` or
         ``functools.partial(optlab.adamw, weight_decay=1e-4)``; it is called with each run's
-        hyperparameters (traced scalars inside the compiled step).
+        hyperparameters (traced scalars inside the compiled step). A built transform (e.g.
+        ``optax.chain(optax.clip(1.0), optlab.lion(1e-4))``) is accepted without a grid.
       hyperparams: name → value or list of values (e.g. ``{"learning_rate": [1e-3, 1e-2]}``).
       seeds: number of seeds (0..n−1) or the seeds themselves; each seed sets the model's
         initialisation and the data order.
@@ -467,8 +468,15 @@ def train(
                          f"of {dataset.name!r}; allowed range 1..{n_train}")
     if patience is not None and len(dataset.y_val) == 0:
         raise ValueError("patience needs a validation set (dataset has no x_val/y_val)")
+    if isinstance(optimizer, optax.GradientTransformation):
+        if hyperparams:
+            raise ValueError("hyperparams needs an optimizer factory such as optlab.adam, "
+                             "not a built GradientTransformation")
+        tx = optimizer
+        optimizer = lambda: tx  # noqa: E731
     if not callable(optimizer):
-        raise TypeError("optimizer must be a callable (**hyperparams) -> GradientTransformation")
+        raise TypeError("optimizer must be a GradientTransformation or a callable "
+                        "(**hyperparams) -> GradientTransformation")
     grid = Grid.make(hyperparams, seeds)
     for hp, _ in grid.runs[:: len(grid.seeds)]:
         optimizer(**hp)  # fail on bad hyperparameters now, with the optimizer's own message

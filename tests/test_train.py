@@ -239,3 +239,13 @@ def test_resume_keeps_diverged_and_stopped_runs(tmp_path, monkeypatch):
     assert resumed.diverged.tolist() == [False, True]
     np.testing.assert_array_equal(resumed.history["train_loss"], full.history["train_loss"])
     np.testing.assert_array_equal(flat_params(resumed), flat_params(full))
+
+
+def test_accepts_a_built_optax_transform():
+    import optax
+
+    tx = optax.chain(optax.clip_by_global_norm(1.0), optlab.lion(1e-3))
+    result = train(blobs(), MLP, tx, epochs=2, batch_size=40, seeds=2)
+    assert len(result.grid) == 2 and result.test_accuracy.min() > 0.5
+    with pytest.raises(ValueError, match="factory"):
+        train(blobs(), MLP, tx, epochs=1, batch_size=40, hyperparams={"learning_rate": [1.0]})
