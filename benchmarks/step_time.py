@@ -32,6 +32,10 @@ Usage::
     python benchmarks/step_time.py                       # 1e6 and 1e7 params, all optimizers
     python benchmarks/step_time.py --sizes 1e6 --reps 1000 --optimizers adam,lion
     python benchmarks/step_time.py --quick               # smoke test, < 30 s
+
+    # XLA:CPU multi-output fusion (not on by default; see README "Roofline on CPU"):
+    XLA_FLAGS="--xla_backend_extra_options=xla_cpu_use_multi_output_fusion \\
+      --xla_cpu_copy_insertion_use_region_analysis=true" python benchmarks/step_time.py
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ import argparse
 import dataclasses
 import gc
 import json
+import os
 import platform
 import random
 import re
@@ -138,11 +143,14 @@ def negate_tree(tree: PyTree) -> PyTree:
 
 @dataclasses.dataclass
 class Compiled:
-    """A compiled executable with its fusion-kernel count and XLA's bytes-accessed estimate."""
+    """A compiled executable with its fusion-kernel and copy counts and XLA's bytes-accessed
+    estimate. A ``copy`` of a param-sized buffer is a full extra pass (XLA inserts one when a
+    donated input is overwritten in place while another kernel still reads it: Lion's m)."""
 
     fn: Step
     fusions: int
     xla_bytes: float
+    copies: int = 0
 
 
 def compile_donated(fn: Step, *args: PyTree, donate: tuple[int, ...]) -> Compiled:
@@ -156,6 +164,7 @@ def compile_donated(fn: Step, *args: PyTree, donate: tuple[int, ...]) -> Compile
         compiled,
         len(re.findall(r"\sfusion\(", hlo)),
         float((cost or {}).get("bytes accessed", float("nan"))),
+        len(re.findall(r"\scopy\(", hlo)),
     )
 
 
@@ -263,6 +272,8 @@ class Result:
     scalars_optax: int
     xla_bytes_optlab: float
     xla_bytes_optax: float
+    copies_optlab: int = 0
+    copies_optax: int = 0
 
     @property
     def ratio(self) -> float:
@@ -352,6 +363,8 @@ def bench_one(name: str, n: int, reps: int, warmup: int, rounds: int, seed: int)
         scalars_optax=scalars["optax"],
         xla_bytes_optlab=compiled["optlab"].xla_bytes,
         xla_bytes_optax=compiled["optax"].xla_bytes,
+        copies_optlab=compiled["optlab"].copies,
+        copies_optax=compiled["optax"].copies,
     )
 
 
@@ -394,15 +407,16 @@ def results_table(results: Sequence[Result]) -> str:
 def hlo_table(results: Sequence[Result]) -> str:
     lines = [
         "| optimizer | params | fusions optlab / optax | scalar state leaves optlab / optax "
-        "| XLA bytes accessed / must-move, optlab / optax |",
-        "|---|---|---|---|---|",
+        "| XLA bytes accessed / must-move, optlab / optax | copies optlab / optax |",
+        "|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
             f"| {r.optimizer} | {_size(r.n_params)} | {r.fusions_optlab} / {r.fusions_optax} "
             f"| {r.scalars_optlab} / {r.scalars_optax} "
             f"| {r.xla_bytes_optlab / r.bytes_optlab:.2f} "
-            f"/ {r.xla_bytes_optax / r.bytes_optax:.2f} |"
+            f"/ {r.xla_bytes_optax / r.bytes_optax:.2f} "
+            f"| {r.copies_optlab} / {r.copies_optax} |"
         )
     return "\n".join(lines)
 
@@ -443,9 +457,13 @@ def environment() -> str:
     except OSError:
         pass
     devices = ", ".join(str(d) for d in jax.devices())
+    # XLA flags change the compiled kernels (e.g. multi-output fusion on CPU, see README), so
+    # every result is labelled with them.
+    xla_flags = os.environ.get("XLA_FLAGS", "").strip() or "(none)"
     return (
         f"CPU: {cpu}; devices: {devices}; python {platform.python_version()}, "
-        f"jax {jax.__version__}, optax {optax.__version__}, optlab {optlab.__version__}"
+        f"jax {jax.__version__}, optax {optax.__version__}, optlab {optlab.__version__}; "
+        f"XLA_FLAGS: {xla_flags}"
     )
 
 
