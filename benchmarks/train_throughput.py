@@ -37,8 +37,8 @@ def per_step_loop(data, model_name: str, lr: float, epochs: int, batch_size: int
     Python loop, with evaluation on val and test after every epoch like optlab.train."""
     model = make_model(model_name, data.input_shape, data.num_classes, rngs=nnx.Rngs(0))
     x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
-    evals = [(jnp.asarray(data.x_val), jnp.asarray(data.y_val)),
-             (jnp.asarray(data.x_test), jnp.asarray(data.y_test))]
+    evals = [(jnp.asarray(xe), jnp.asarray(ye)) for xe, ye in
+             ((data.x_val, data.y_val), (data.x_test, data.y_test)) if len(ye)]
     steps = len(data.y_train) // batch_size
     tx = optlab.adam(lr)
 
