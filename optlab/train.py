@@ -455,32 +455,13 @@ def train(
       progress: progress bar (default: only on a terminal).
     """
     t_start = time.perf_counter()
-    check_int("epochs", epochs, low=1)
-    check_int("batch_size", batch_size, low=1)
-    check_int("eval_batch_size", eval_batch_size, low=1)
-    if patience is not None:
-        check_int("patience", patience, low=1)
-    if not isinstance(unroll, bool):
-        check_int("unroll", unroll, low=1)
-    n_train = len(dataset.y_train)
-    if batch_size > n_train:
-        raise ValueError(f"batch_size={batch_size} exceeds the {n_train} training examples "
-                         f"of {dataset.name!r}; allowed range 1..{n_train}")
-    if patience is not None and len(dataset.y_val) == 0:
-        raise ValueError("patience needs a validation set (dataset has no x_val/y_val)")
-    if isinstance(optimizer, optax.GradientTransformation):
-        if hyperparams:
-            raise ValueError("hyperparams needs an optimizer factory such as optlab.adam, "
-                             "not a built GradientTransformation")
-        tx = optimizer
-        optimizer = lambda: tx  # noqa: E731
-    if not callable(optimizer):
-        raise TypeError("optimizer must be a GradientTransformation or a callable "
-                        "(**hyperparams) -> GradientTransformation")
+    _check_arguments(dataset, epochs, batch_size, eval_batch_size, patience, unroll)
+    optimizer = _as_factory(optimizer, hyperparams)
     grid = Grid.make(hyperparams, seeds)
     for hp, _ in grid.runs[:: len(grid.seeds)]:
         optimizer(**hp)  # fail on bad hyperparameters now, with the optimizer's own message
     model_fn = _resolve_model(model, dataset)
+    n_train, G = len(dataset.y_train), len(grid)
 
     mesh = _mesh(data_parallel, batch_size)
     replicated = NamedSharding(mesh, P()) if mesh else None
@@ -495,12 +476,6 @@ def train(
                                                    getattr(dataset, f"y_{split}"),
                                                    eval_batch_size))
              for split in ("val", "test")}
-
-    runs = grid.runs
-    seeds_arr = jnp.asarray([s for _, s in runs], jnp.uint32)
-    hp_arr = {k: jnp.asarray([hp[k] for hp, _ in runs], jnp.float32) for k in grid.names}
-    G = len(grid)
-    init_one = jax.jit(program.init)  # per run, not vmapped: vmapped RNG init compiles ~2x slower
     epoch_fn = jax.jit(_over_runs(program.epoch, G, (0, None, None, None)), donate_argnums=0)
     eval_fn = jax.jit(_over_runs(program.evaluate, G, (0, None, None, None)))
 
@@ -510,61 +485,40 @@ def train(
         "hyperparams": {k: list(v) for k, v in zip(grid.names, grid.values, strict=True)},
         "seeds": list(grid.seeds), "epochs": epochs, "batch_size": batch_size,
         "patience": patience}
-    fingerprint = {**config, "n_train": n_train, "runs": len(grid)}
 
-    history = {m: np.full((G, epochs), np.nan) for m in METRICS}
-    diverged_epoch = np.full(G, -1)
-    start_epoch = 0
     t_compile = time.perf_counter()
-    state = _stack([init_one(seeds_arr[i], {k: v[i] for k, v in hp_arr.items()})
-                    for i in range(G)], replicated)
+    state = _init_runs(program, grid, replicated)
     epoch_fn = epoch_fn.lower(state, jnp.int32(0), x_train, y_train).compile()
     compile_time = time.perf_counter() - t_compile
-    ckpt = _Checkpoints(checkpoint_dir, fingerprint) if checkpoint_dir is not None else None
-    if ckpt is not None:
-        abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype,
-                                                               sharding=a.sharding), state)
-        restored = ckpt.restore(abstract)
+    log = _Log(G, epochs, patience)
+    ckpt = None
+    if checkpoint_dir is not None:
+        ckpt = _Checkpoints(checkpoint_dir, {**config, "n_train": n_train, "runs": G})
+        restored = ckpt.restore(jax.tree.map(
+            lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding), state))
         if restored is not None:
             state, meta = restored
-            start_epoch = meta["epoch"]
-            for m in METRICS:
-                history[m][:, :start_epoch] = np.array(meta["history"][m], float)
-            diverged_epoch = np.array(meta["diverged_epoch"])
+            log.load(meta)
 
-    epoch_seconds: list[float] = []
-    bar = _progress(range(start_epoch, epochs), progress, f"training {G} run(s)")
+    bar = _progress(range(log.epoch, epochs), progress, f"training {G} run(s)")
     try:
         for epoch in bar:
             t0 = time.perf_counter()
-            state, train_metrics = epoch_fn(state, jnp.int32(epoch), x_train, y_train)
-            metrics = {k: np.asarray(v) for k, v in train_metrics.items()}
+            state, metrics = epoch_fn(state, jnp.int32(epoch), x_train, y_train)
+            metrics = {k: np.asarray(v) for k, v in metrics.items()}
             for split in ("val", "test"):
                 loss, acc = eval_fn(state, *evals[split])
                 metrics[f"{split}_loss"], metrics[f"{split}_accuracy"] = (np.asarray(loss),
                                                                          np.asarray(acc))
-            trained = ~np.isnan(metrics["train_loss"])
-            for m in METRICS:
-                history[m][:, epoch] = np.where(trained, metrics[m], np.nan)
-            diverged = np.asarray(state["diverged"])
-            diverged_epoch = np.where(diverged & (diverged_epoch < 0), epoch, diverged_epoch)
-            active = np.asarray(state["active"])
-            if patience is not None:
-                stop = _patience_exhausted(history["val_accuracy"][:, : epoch + 1], patience)
-                if np.any(active & stop):
-                    active = active & ~stop
-                    state["active"] = jax.device_put(jnp.asarray(active),
-                                                     state["active"].sharding)
+            active = log.record(epoch, metrics, np.asarray(state["diverged"]),
+                                np.asarray(state["active"]))
+            state["active"] = jax.device_put(jnp.asarray(active), state["active"].sharding)
             if ckpt is not None:
-                ckpt.save(epoch + 1, state, {
-                    "epoch": epoch + 1, "diverged_epoch": diverged_epoch.tolist(),
-                    "history": {m: history[m][:, : epoch + 1].tolist() for m in METRICS}})
+                ckpt.save(epoch + 1, state, log.meta())
+            log.epoch_seconds.append(time.perf_counter() - t0)
             if hasattr(bar, "set_postfix"):
-                best = np.nanmax(history["val_accuracy"][:, : epoch + 1]) if np.any(
-                    ~np.isnan(history["val_accuracy"][:, : epoch + 1])) else float("nan")
-                bar.set_postfix(best_val_acc=f"{best:.3f}", active=int(active.sum()),
-                                s_per_epoch=f"{time.perf_counter() - t0:.2f}")
-            epoch_seconds.append(time.perf_counter() - t0)
+                bar.set_postfix(best_val_acc=f"{log.best_val():.3f}", active=int(active.sum()),
+                                s_per_epoch=f"{log.epoch_seconds[-1]:.2f}")
             if not active.any():
                 break
     finally:
@@ -573,17 +527,95 @@ def train(
         if hasattr(bar, "close"):
             bar.close()
 
-    trained_mask = ~np.isnan(history["train_loss"])
-    epochs_trained = trained_mask.sum(1)
-    best_epoch = _best_epoch(history, trained_mask, epochs_trained)
     jax.block_until_ready(state)
+    trained = ~np.isnan(log.history["train_loss"])
     return TrainResult(
-        grid=grid, history=history, diverged=np.asarray(state["diverged"]),
-        epochs_trained=epochs_trained, best_epoch=best_epoch,
+        grid=grid, history=log.history, diverged=np.asarray(state["diverged"]),
+        epochs_trained=trained.sum(1), best_epoch=_best_epoch(log.history, trained),
         wall_time=time.perf_counter() - t_start, compile_time=compile_time,
-        epoch_seconds=epoch_seconds,
+        epoch_seconds=log.epoch_seconds,
         device=f"{len(jax.devices())} x {jax.devices()[0].device_kind}",
         config=config, state=state, graphdef=graph_eval)
+
+
+def _check_arguments(dataset, epochs, batch_size, eval_batch_size, patience, unroll) -> None:
+    check_int("epochs", epochs, low=1)
+    check_int("batch_size", batch_size, low=1)
+    check_int("eval_batch_size", eval_batch_size, low=1)
+    if patience is not None:
+        check_int("patience", patience, low=1)
+    if not isinstance(unroll, bool):
+        check_int("unroll", unroll, low=1)
+    n_train = len(dataset.y_train)
+    if batch_size > n_train:
+        raise ValueError(f"batch_size={batch_size} exceeds the {n_train} training examples "
+                         f"of {dataset.name!r}; allowed range 1..{n_train}")
+    if patience is not None and len(dataset.y_val) == 0:
+        raise ValueError("patience needs a validation set (dataset has no x_val/y_val)")
+
+
+def _as_factory(optimizer, hyperparams) -> OptimizerFactory:
+    if isinstance(optimizer, optax.GradientTransformation):
+        if hyperparams:
+            raise ValueError("hyperparams needs an optimizer factory such as optlab.adam, "
+                             "not a built GradientTransformation")
+        return lambda: optimizer
+    if not callable(optimizer):
+        raise TypeError("optimizer must be a GradientTransformation or a callable "
+                        "(**hyperparams) -> GradientTransformation")
+    return optimizer
+
+
+def _init_runs(program: _Program, grid: Grid, sharding: NamedSharding | None):
+    """Initial state of every run, stacked. Runs are initialised one by one with one compiled
+    init (a vmapped init with threefry keys compiles ~2× slower)."""
+    init_one = jax.jit(program.init)
+    seeds = jnp.asarray([s for _, s in grid.runs], jnp.uint32)
+    hps = {k: jnp.asarray([hp[k] for hp, _ in grid.runs], jnp.float32) for k in grid.names}
+    runs = [init_one(seeds[i], {k: v[i] for k, v in hps.items()}) for i in range(len(grid))]
+    return _stack(runs, sharding)
+
+
+class _Log:
+    """Host-side bookkeeping of a training call: the metric history of every run, the epoch
+    each diverged, early stopping; saved with each checkpoint and restored from it."""
+
+    def __init__(self, runs: int, epochs: int, patience: int | None):
+        self.history = {m: np.full((runs, epochs), np.nan) for m in METRICS}
+        self.diverged_epoch = np.full(runs, -1)
+        self.patience = patience
+        self.epoch = 0  # epochs done
+        self.epoch_seconds: list[float] = []
+
+    def record(self, epoch: int, metrics: dict[str, np.ndarray], diverged: np.ndarray,
+               active: np.ndarray) -> np.ndarray:
+        """Stores one epoch's metrics (NaN for runs that did not train); returns which runs
+        stay active after divergence and early stopping."""
+        trained = ~np.isnan(metrics["train_loss"])
+        for m in METRICS:
+            self.history[m][:, epoch] = np.where(trained, metrics[m], np.nan)
+        self.diverged_epoch = np.where(diverged & (self.diverged_epoch < 0), epoch,
+                                       self.diverged_epoch)
+        self.epoch = epoch + 1
+        if self.patience is not None:
+            stop = _patience_exhausted(self.history["val_accuracy"][:, : epoch + 1],
+                                       self.patience)
+            active = active & ~stop
+        return active
+
+    def best_val(self) -> float:
+        val = self.history["val_accuracy"][:, : self.epoch]
+        return float(np.nanmax(val)) if np.any(~np.isnan(val)) else float("nan")
+
+    def meta(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "diverged_epoch": self.diverged_epoch.tolist(),
+                "history": {m: self.history[m][:, : self.epoch].tolist() for m in METRICS}}
+
+    def load(self, meta: dict[str, Any]) -> None:
+        self.epoch = meta["epoch"]
+        for m in METRICS:
+            self.history[m][:, : self.epoch] = np.array(meta["history"][m], float)
+        self.diverged_epoch = np.array(meta["diverged_epoch"])
 
 
 def _patience_exhausted(val_acc: np.ndarray, patience: int) -> np.ndarray:
@@ -593,12 +625,14 @@ def _patience_exhausted(val_acc: np.ndarray, patience: int) -> np.ndarray:
     return (val_acc.shape[1] - 1 - best) >= patience
 
 
-def _best_epoch(history, trained_mask, epochs_trained) -> np.ndarray:
+def _best_epoch(history: dict[str, np.ndarray], trained: np.ndarray) -> np.ndarray:
+    """Epoch of the best validation accuracy per run (the last trained epoch without a
+    validation set; −1 for a run that never trained)."""
     val = history["val_accuracy"]
-    has_val = ~np.isnan(val) & trained_mask
-    filled = np.where(has_val, val, -np.inf)
-    best = np.where(has_val.any(1), filled.argmax(1), epochs_trained - 1)
-    return np.where(epochs_trained > 0, best, -1)
+    has_val = ~np.isnan(val) & trained
+    last = trained.sum(1) - 1
+    best = np.where(has_val.any(1), np.where(has_val, val, -np.inf).argmax(1), last)
+    return np.where(last >= 0, best, -1)
 
 
 def _progress(iterable, progress: bool | None, desc: str):

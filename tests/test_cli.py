@@ -151,3 +151,11 @@ def test_console_entry_point_exit_code():
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert "unknown optimizer 'nope'" in proc.stderr
+
+
+def test_progress_bar_only_when_asked_or_on_a_terminal(capsys):
+    base = ["train", "--task", "digits", "--epochs", "2", "--seeds", "1", "--batch-size", "256"]
+    assert cli.main(base) == 0
+    assert "epoch" not in capsys.readouterr().err  # stderr is not a terminal here
+    assert cli.main([*base, "--progress"]) == 0
+    assert "epoch" in capsys.readouterr().err
