@@ -101,14 +101,28 @@ def check_int(name: str, value: Any, *, low: int | None = None) -> None:
         raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
 
 
+def closest(value: Any, choices: Iterable[str], cutoff: float = 0.6) -> str | None:
+    """The choice closest to ``value`` (difflib), or None when nothing is close."""
+    hint = difflib.get_close_matches(str(value), list(choices), n=1, cutoff=cutoff)
+    return hint[0] if hint else None
+
+
+def unknown_name(kind: str, name: Any, valid: Iterable[str]) -> ValueError:
+    """``unknown {kind} 'x' (did you mean 'y'?); valid: a, b, c`` as a ValueError."""
+    valid = sorted(valid)
+    hint = closest(name, valid, cutoff=0.5)
+    did_you_mean = f" (did you mean {hint!r}?)" if hint else ""
+    return ValueError(f"unknown {kind} {name!r}{did_you_mean}; valid: {', '.join(valid)}")
+
+
 def check_choice(name: str, value: Any, choices: Iterable[str]) -> None:
     """Raises ``ValueError`` listing the allowed values (and a close match) for an unknown
     option."""
     choices = list(choices)
     if value in choices:
         return
-    hint = difflib.get_close_matches(str(value), choices, n=1)
-    suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
+    hint = closest(value, choices)
+    suggestion = f"; did you mean {hint!r}?" if hint else ""
     raise ValueError(f"{name} must be one of {choices}, got {value!r}{suggestion}")
 
 

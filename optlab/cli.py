@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from optlab import registry
+from optlab._checks import unknown_name
 
 DEFAULT_OPTIMIZERS = "sgd,momentum,adam,amsgrad,adamw,powersign,addsign,lion"
 DEFAULT_LRS = "1e-3,3e-3,1e-2,3e-2,1e-1"
@@ -83,7 +84,7 @@ def _names(text: str, valid: Sequence[str], flag: str, kind: str) -> list[str]:
         raise CLIError(f"{flag} is empty")
     for n in names:
         if n not in valid:
-            raise CLIError(f"{flag}: {registry.unknown_name(kind, n, valid)}")
+            raise CLIError(f"{flag}: {unknown_name(kind, n, valid)}")
     return names
 
 
@@ -157,7 +158,7 @@ def _model_name(args, data) -> str:
 
     name = args.model or TASK_MODELS.get(data.name, "mlp")
     if name not in MODELS:
-        raise CLIError(f"--model: {registry.unknown_name('model', name, MODELS)}")
+        raise CLIError(f"--model: {unknown_name('model', name, MODELS)}")
     return name
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 
 import numpy as np
@@ -35,13 +36,10 @@ def plot_curves(curves: Mapping[str, Mapping[str, np.ndarray]], path: str | os.P
             if values.ndim == 1:
                 values = values[None]
             epochs = np.arange(1, values.shape[1] + 1)
-            with np.errstate(all="ignore"):
-                finite = np.isfinite(values)
-                count = finite.sum(0)
-                mean = np.where(count > 0, np.nansum(np.where(finite, values, 0), 0)
-                                / np.maximum(count, 1), np.nan)
-                std = np.sqrt(np.where(count > 0, np.nansum(
-                    np.where(finite, (values - mean) ** 2, 0), 0) / np.maximum(count, 1), 0))
+            values = np.where(np.isfinite(values), values, np.nan)
+            with warnings.catch_warnings():  # all-NaN epochs (every seed stopped) stay NaN
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mean, std = np.nanmean(values, 0), np.nanstd(values, 0)
             (line,) = ax.plot(epochs, mean, label=name)
             if values.shape[0] > 1:
                 ax.fill_between(epochs, mean - std, mean + std, alpha=0.2,

@@ -7,7 +7,6 @@ such as ``cosine_decay(decay_steps=2000)`` — parsed with :mod:`ast`, never eva
 from __future__ import annotations
 
 import ast
-import difflib
 import inspect
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -17,14 +16,7 @@ import optax
 
 import optlab
 from optlab import schedules
-
-
-def unknown_name(kind: str, name: str, valid: Iterable[str]) -> ValueError:
-    """A ValueError naming ``name``, the closest valid name and all valid names."""
-    valid = sorted(valid)
-    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return ValueError(f"unknown {kind} {name!r}{hint}; valid: {', '.join(valid)}")
+from optlab._checks import unknown_name
 
 
 def momentum(learning_rate: float, momentum: float = 0.9, nesterov: bool = False):
@@ -76,24 +68,28 @@ def check_arguments(fn_name: str, fn: Callable, names: Iterable[str]) -> None:
             raise unknown_name(f"argument of {fn_name}", n, valid)
 
 
+_BOOLS = {"true": True, "false": False, "none": None}
+_EXPECTED = ("expected a number, true/false/none, a list of numbers or a schedule call like "
+             "cosine_decay(decay_steps=1000)")
+
+
+def _parse(text: str, expected: str) -> ast.AST:
+    try:
+        return ast.parse(text.strip(), mode="eval").body
+    except SyntaxError:
+        raise ValueError(f"cannot parse {text!r}: {expected}") from None
+
+
 def _literal(node: ast.AST, text: str) -> Any:
-    if isinstance(node, ast.Name) and node.id.lower() in ("true", "false", "none"):
-        return {"true": True, "false": False, "none": None}[node.id.lower()]
+    if isinstance(node, ast.Name) and node.id.lower() in _BOOLS:
+        return _BOOLS[node.id.lower()]
     try:
         return ast.literal_eval(node)
     except ValueError:
-        raise ValueError(f"cannot parse {text!r}: expected a number, true/false/none, a list "
-                         "of numbers or a schedule call like cosine_decay(decay_steps=1000)"
-                         ) from None
+        raise ValueError(f"cannot parse {text!r}: {_EXPECTED}") from None
 
 
-def parse_call(text: str) -> tuple[str, dict[str, Any]]:
-    """``"name(a=1, b=2)"`` or ``"name"`` → ``("name", {"a": 1, "b": 2})``."""
-    try:
-        node = ast.parse(text.strip(), mode="eval").body
-    except SyntaxError:
-        raise ValueError(f"cannot parse {text!r}: expected name or name(key=value, ...)"
-                         ) from None
+def _call(node: ast.AST, text: str) -> tuple[str, dict[str, Any]]:
     if isinstance(node, ast.Name):
         return node.id, {}
     if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)) or node.args:
@@ -102,16 +98,17 @@ def parse_call(text: str) -> tuple[str, dict[str, Any]]:
     return node.func.id, {k.arg: _literal(k.value, text) for k in node.keywords}
 
 
+def parse_call(text: str) -> tuple[str, dict[str, Any]]:
+    """``"name(a=1, b=2)"`` or ``"name"`` → ``("name", {"a": 1, "b": 2})``."""
+    return _call(_parse(text, "expected name or name(key=value, ...)"), text)
+
+
 def parse_value(text: str, total_steps: int | None = None) -> Any:
     """A literal or a schedule call (the schedule is built with its own arguments)."""
-    try:
-        node = ast.parse(text.strip(), mode="eval").body
-    except SyntaxError:
-        raise ValueError(f"cannot parse {text!r}: expected a number, true/false/none or a "
-                         "schedule call like cosine_decay(decay_steps=1000)") from None
-    if isinstance(node, ast.Call | ast.Name) and not (
-            isinstance(node, ast.Name) and node.id.lower() in ("true", "false", "none")):
-        name, kwargs = parse_call(text)
+    node = _parse(text, _EXPECTED)
+    is_bool = isinstance(node, ast.Name) and node.id.lower() in _BOOLS
+    if isinstance(node, ast.Call | ast.Name) and not is_bool:
+        name, kwargs = _call(node, text)
         return schedule(name, kwargs, total_steps=total_steps)
     return _literal(node, text)
 

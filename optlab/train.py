@@ -210,7 +210,6 @@ class _Program:
     graph_eval: Any
     model_fn: ModelFactory
     optimizer_fn: OptimizerFactory
-    names: tuple[str, ...]
     schedule: Callable | None
     batch_size: int
     steps_per_epoch: int
@@ -466,7 +465,7 @@ def train(
     mesh = _mesh(data_parallel, batch_size)
     replicated = NamedSharding(mesh, P()) if mesh else None
     graph_train, graph_eval = _graphdefs(model_fn)
-    program = _Program(graph_train, graph_eval, model_fn, optimizer, grid.names, schedule,
+    program = _Program(graph_train, graph_eval, model_fn, optimizer, schedule,
                        batch_size, n_train // batch_size,
                        NamedSharding(mesh, P("data")) if mesh else None, unroll)
 
@@ -510,9 +509,10 @@ def train(
                 loss, acc = eval_fn(state, *evals[split])
                 metrics[f"{split}_loss"], metrics[f"{split}_accuracy"] = (np.asarray(loss),
                                                                          np.asarray(acc))
-            active = log.record(epoch, metrics, np.asarray(state["diverged"]),
-                                np.asarray(state["active"]))
-            state["active"] = jax.device_put(jnp.asarray(active), state["active"].sharding)
+            was_active = np.asarray(state["active"])
+            active = log.record(epoch, metrics, np.asarray(state["diverged"]), was_active)
+            if (active != was_active).any():  # early stopping froze a run
+                state["active"] = jax.device_put(jnp.asarray(active), state["active"].sharding)
             if ckpt is not None:
                 ckpt.save(epoch + 1, state, log.meta())
             log.epoch_seconds.append(time.perf_counter() - t0)

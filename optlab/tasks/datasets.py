@@ -29,7 +29,6 @@ Inputs are C-contiguous read-only float32 arrays, labels int32.
 from __future__ import annotations
 
 import copy
-import difflib
 import gzip
 import hashlib
 import importlib.metadata
@@ -46,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from optlab._checks import check_int, check_number
+from optlab._checks import check_int, check_number, unknown_name
 
 __all__ = [
     "DATASETS",
@@ -175,10 +174,7 @@ def load_dataset(
     """
     key = name.strip().lower() if isinstance(name, str) else name
     if key not in DATASETS:
-        hint = difflib.get_close_matches(str(key), list(DATASETS), n=1)
-        did_you_mean = f" (did you mean {hint[0]!r}?)" if hint else ""
-        raise ValueError(f"unknown dataset {name!r}{did_you_mean}; "
-                         f"valid: {', '.join(sorted(DATASETS))}")
+        raise unknown_name("dataset", name, DATASETS)
     common = {"seed": seed, "val_fraction": val_fraction, "normalize": normalize}
     if key == "mnist1d":
         return mnist1d(cache_dir=cache_dir, **common)

@@ -23,7 +23,6 @@ Zagoruyko & Komodakis 2016). :func:`make_model` builds one by name.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import itertools
 import math
@@ -407,9 +406,7 @@ def model_options(name: str) -> dict[str, Any]:
 
 def _lookup(name: str) -> type[nnx.Module]:
     if name not in MODELS:
-        hint = difflib.get_close_matches(str(name), list(MODELS), n=1)
-        suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
-        raise ValueError(f"unknown model {name!r}; valid names are {sorted(MODELS)}{suggestion}")
+        raise _checks.unknown_name("model", name, MODELS)
     return MODELS[name][0]
 
 
@@ -431,8 +428,8 @@ def make_model(
     valid = model_options(name)
     for key in options:
         if key not in valid:
-            hint = difflib.get_close_matches(key, list(valid), n=1)
-            suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
+            hint = _checks.closest(key, valid)
+            suggestion = f"; did you mean {hint!r}?" if hint else ""
             raise TypeError(
                 f"model {name!r} has no option {key!r}; its options are "
                 f"{sorted(valid) or 'none'}{suggestion}"
