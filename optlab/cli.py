@@ -16,10 +16,17 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import itertools
+import json
 import math
+import os
+import re
 import sys
+import tempfile
+import textwrap
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +39,12 @@ DEFAULT_OPTIMIZERS = "sgd,momentum,adam,amsgrad,adamw,powersign,addsign,lion"
 DEFAULT_LRS = "1e-3,3e-3,1e-2,3e-2,1e-1"
 PROBLEM_LRS = "1e-4,3e-4,1e-3,3e-3,1e-2,3e-2,1e-1,3e-1,1"
 TASK_MODELS = {"mnist1d": "mlp", "digits": "mlp", "mnist5k": "convnet", "cifar10": "wrn"}
+# Defaults of flags whose presence matters (they apply to data sets or to synthetic problems
+# only, so a flag given where it has no meaning is refused rather than ignored).
+DEFAULTS = {"epochs": 20, "batch_size": 128, "val_fraction": 0.1, "data_seed": 0,
+            "steps": 2000}
+SEEDS = {"dataset": 3, "problems": 1}
+MARKER = "optlab.json"  # in every --out folder: what it holds (kind + configuration)
 
 
 class CLIError(Exception):
@@ -75,7 +88,28 @@ def _lrs(text: str) -> list[float]:
                                          ) from None
     if not values or any(not (v > 0 and math.isfinite(v)) for v in values):
         raise argparse.ArgumentTypeError(f"values must be finite and > 0, got {text!r}")
+    if len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"a learning rate is given twice in {text!r}")
     return values
+
+
+# A value that starts like a negative number ("-1e-2", "-.5", "-1,2"): argparse takes it for
+# an option, so "--lr -1e-2" is joined into "--lr=-1e-2" and checked like any other value.
+_NEGATIVE = re.compile(r"-\.?\d")
+
+
+def _join_negative_values(argv: Sequence[str]) -> list[str]:
+    out, i = [], 0
+    while i < len(argv):
+        token = argv[i]
+        if (token.startswith("--") and len(token) > 2 and "=" not in token
+                and i + 1 < len(argv) and _NEGATIVE.match(argv[i + 1])):
+            out.append(f"{token}={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(token)
+            i += 1
+    return out
 
 
 def _names(text: str, valid: Sequence[str], flag: str, kind: str) -> list[str]:
@@ -85,6 +119,9 @@ def _names(text: str, valid: Sequence[str], flag: str, kind: str) -> list[str]:
     for n in names:
         if n not in valid:
             raise CLIError(f"{flag}: {unknown_name(kind, n, valid)}")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise CLIError(f"{flag}: {', '.join(twice)} given more than once")
     return names
 
 
@@ -100,25 +137,215 @@ def _key_values(items: Sequence[str], flag: str) -> dict[str, str]:
     return out
 
 
+# Python argument names in messages from the library → the flags that set them.
+_FLAG_WORDS = ((r"\bdata_dir=<folder>", "--data-dir <folder>"), (r"\bdata_dir\b", "--data-dir"),
+               (r"\bcheckpoint_dir\b", "--out"), (r"\bbatch_size=", "--batch-size "),
+               (r"\bbatch_size\b", "--batch-size"), (r"\bval_fraction=", "--val-fraction "),
+               (r"\bval_fraction\b", "--val-fraction"), (r"(?<!-)\bpatience\b", "--patience"))
+
+
+def _cli_words(message: str) -> str:
+    for pattern, flag in _FLAG_WORDS:
+        message = re.sub(pattern, flag, message)
+    return message
+
+
 # --------------------------------------------------------------------------------------------
-# building runs
+# tasks, flags that apply to data sets or to synthetic problems only
 
 
-def _optimizer_kwargs(name: str, opt_args: dict[str, str], grid: dict[str, str],
-                      total_steps: int) -> tuple[dict[str, Any], dict[str, list[float]]]:
-    """Parses ``--opt-arg`` and ``--grid`` for optimizer ``name`` and checks they build."""
-    fn = registry.optimizer(name)
-    for flag, names in (("--opt-arg", opt_args), ("--grid", grid)):
+def _tasks(text: str) -> tuple[str, list[str]]:
+    """``("dataset", [name])`` or ``("problems", [names])`` for ``--task``."""
+    from optlab.tasks import DATASETS, PROBLEMS
+
+    names = [n.strip().lower() for n in text.split(",") if n.strip()]
+    if not names:
+        raise CLIError("--task is empty")
+    valid = [*DATASETS, *PROBLEMS]
+    for n in names:
+        if n not in valid:
+            raise CLIError(f"--task: {unknown_name('task', n, valid)}")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise CLIError(f"--task: {', '.join(twice)} given more than once")
+    datasets = [n for n in names if n in DATASETS]
+    if datasets and len(names) > 1:
+        if len(datasets) == len(names):
+            raise CLIError(f"--task {text}: compare takes one data set at a time; run one "
+                           "`optlab compare` per data set, each with its own --out (several "
+                           "synthetic problems may be listed together)")
+        problems = [n for n in names if n not in DATASETS]
+        raise CLIError(f"--task {text}: cannot mix data sets ({', '.join(datasets)}) with "
+                       f"synthetic problems ({', '.join(problems)}); run them separately")
+    return ("dataset", datasets) if datasets else ("problems", names)
+
+
+# flag → how to tell it was given (argparse default None / [] / False means "not given")
+_DATASET_ONLY = {"--model": "model", "--model-arg": "model_arg", "--epochs": "epochs",
+                 "--batch-size": "batch_size", "--val-fraction": "val_fraction",
+                 "--data-seed": "data_seed", "--data-dir": "data_dir",
+                 "--patience": "patience", "--unroll": "unroll", "--progress": "progress"}
+
+
+def _given(args, dest: str) -> bool:
+    value = getattr(args, dest, None)
+    return value not in (None, [], False)
+
+
+def _resolve_flags(args, kind: str) -> None:
+    """Refuses flags that mean nothing for ``kind`` and fills in the defaults of the rest."""
+    if kind == "problems":
+        given = [flag for flag, dest in _DATASET_ONLY.items() if _given(args, dest)]
+        if given:
+            hint = " (use --steps for the length of a run)" if "--epochs" in given else ""
+            raise CLIError(f"{', '.join(given)}: only for data sets; synthetic problems take "
+                           f"--optimizers, --lr, --steps, --seeds, --opt-arg, --grid, "
+                           f"--schedule and --out{hint}")
+    elif _given(args, "steps"):
+        raise CLIError("--steps: only for synthetic problems; on a data set the length of a "
+                       "run is --epochs")
+    for dest, default in DEFAULTS.items():
+        if getattr(args, dest, "absent") is None:
+            setattr(args, dest, default)
+    if args.seeds is None:
+        args.seeds = SEEDS[kind]
+
+
+# --------------------------------------------------------------------------------------------
+# the output folder: writable, and holding one run or one comparison
+
+
+def _writable(text: str | None) -> Path | None:
+    """Checks that ``--out`` can be created and written (a probe file), before any work;
+    folders created for the probe are removed again."""
+    if text is None:
+        return None
+    out = Path(text).expanduser()
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out {out}: exists and is not a folder")
+    created = [p for p in (out, *out.parents) if not p.exists()]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".optlab-probe.", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise CLIError(f"--out {out}: cannot write there ({e.strerror or e}); choose "
+                       "another folder") from None
+    finally:
+        for p in created:  # deepest first
+            try:
+                p.rmdir()
+            except OSError:
+                break
+    return out
+
+
+_KINDS = {"train": "a training run", "compare": "a comparison"}
+
+
+def _claim(out: Path | None, kind: str, config: dict[str, Any]) -> None:
+    """Marks ``out`` as holding this run (``optlab.json``), or refuses a folder that holds
+    something else: another kind of output, another configuration, or files not written by
+    optlab. Re-running the same command into its own folder is allowed (it resumes)."""
+    from optlab import __version__
+    from optlab.io import atomic_write_json, to_jsonable
+
+    if out is None:
+        return
+    config = json.loads(json.dumps(to_jsonable(config)))
+    marker = out / MARKER
+    if marker.is_file():
         try:
-            registry.check_arguments(f"optimizer {name}", fn, names)
+            there = json.loads(marker.read_text())
+            there_kind, there_config = there["kind"], there["config"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise CLIError(f"--out {out}: {MARKER} is unreadable; choose another folder"
+                           ) from None
+        if there_kind != kind:
+            raise CLIError(f"--out {out} holds {_KINDS.get(there_kind, there_kind)} "
+                           f"(optlab {there_kind}); one folder holds one run or one "
+                           "comparison: choose another folder")
+        if there_config != config:
+            diff = sorted(k for k in set(there_config) | set(config)
+                          if there_config.get(k) != config.get(k))
+            raise CLIError(f"--out {out} holds {_KINDS[kind]} with a different configuration "
+                           f"(differs in: {', '.join(diff)}); re-run the same command to "
+                           "resume it, or choose another folder")
+        return
+    if out.is_dir() and any(out.iterdir()):
+        raise CLIError(f"--out {out} is not empty and has no {MARKER}, so it was not written "
+                       f"by optlab {kind}; choose a new or empty folder")
+    atomic_write_json(marker, {"kind": kind, "optlab_version": __version__, "config": config})
+
+
+# --------------------------------------------------------------------------------------------
+# optimizer options: --opt-arg / --grid, plain (every optimizer) or OPTIMIZER.NAME (one)
+
+
+@dataclass
+class _Spec:
+    """One optimizer of a run: its options as given, parsed, and its hyperparameter grid."""
+
+    name: str
+    opt_args: dict[str, str]
+    grid: dict[str, str]
+    static: dict[str, Any]
+    hyperparams: dict[str, list[float]]
+
+
+def _scoped(options: dict[str, str], name: str, names: Sequence[str], flag: str,
+            names_flag: str) -> dict[str, str]:
+    """The options of ``options`` that apply to optimizer ``name``: plain ``key`` (every
+    optimizer) and ``name.key`` (this one; it wins over a plain ``key``)."""
+    plain, own = {}, {}
+    for key, value in options.items():
+        prefix, dot, rest = key.partition(".")
+        if not dot:
+            plain[key] = value
+            continue
+        if not prefix or not rest:
+            raise CLIError(f"{flag} {key}={value}: expected NAME=VALUE or "
+                           "OPTIMIZER.NAME=VALUE")
+        if prefix not in names:
+            raise CLIError(f"{flag} {key}={value}: {prefix!r} is not among {names_flag} "
+                           f"({', '.join(names)})")
+        if prefix == name:
+            own[rest] = value
+    return {**plain, **own}
+
+
+def _spec(name: str, names: Sequence[str], args, lrs: list[float], total_steps: int,
+          names_flag: str) -> _Spec:
+    """Parses and checks ``--opt-arg`` / ``--grid`` for optimizer ``name``; builds it at every
+    grid point, so a bad value fails here, before any training."""
+    fn = registry.optimizer(name)
+    opt_args = _scoped(_key_values(args.opt_arg, "--opt-arg"), name, names, "--opt-arg",
+                       names_flag)
+    grid = _scoped(_key_values(args.grid, "--grid"), name, names, "--grid", names_flag)
+    for flag, options in (("--opt-arg", opt_args), ("--grid", grid)):
+        try:
+            registry.check_arguments(f"optimizer {name}", fn, options)
         except ValueError as e:
-            raise CLIError(f"{flag}: {e}") from None
+            hint = ""
+            if len(names) > 1:
+                key = next(k for k in options if k not in registry.parameters(fn))
+                takes = [n for n in names if key in registry.parameters(registry.optimizer(n))]
+                hint = (f"; to pass an option to one optimizer only, write {flag} "
+                        f"OPTIMIZER.{key}=..., e.g. {flag} {(takes or names)[0]}.{key}="
+                        f"{options[key]}")
+            raise CLIError(f"{flag}: {e}{hint}") from None
+    for key in ("learning_rate", *grid):
+        if key in opt_args:
+            raise CLIError(f"--opt-arg {key}: use --lr/--lrs for learning rates"
+                           if key == "learning_rate" else
+                           f"--grid {key} and --opt-arg {key} both set {key} of {name}")
     static = {}
     for key, text in opt_args.items():
         try:
             static[key] = registry.parse_value(text, total_steps=total_steps)
         except ValueError as e:
-            raise CLIError(f"--opt-arg {key}={text}: {e}") from None
+            raise CLIError(f"--opt-arg {key}={text} ({name}): {e}") from None
     swept = {}
     for key, text in grid.items():
         if key == "learning_rate":
@@ -129,28 +356,72 @@ def _optimizer_kwargs(name: str, opt_args: dict[str, str], grid: dict[str, str],
             raise CLIError(f"--grid {key}={text}: expected comma-separated numbers") from None
         if not swept[key]:
             raise CLIError(f"--grid {key} is empty")
-    return static, swept
-
-
-def _check_builds(name: str, static: dict, hyperparams: dict[str, list[float]]) -> None:
-    fn = registry.optimizer(name)
-    for i in range(max(len(v) for v in hyperparams.values())):
-        point = {k: v[min(i, len(v) - 1)] for k, v in hyperparams.items()}
+    hyperparams = {"learning_rate": list(lrs), **swept}
+    for values in itertools.product(*hyperparams.values()):
+        point = dict(zip(hyperparams, values, strict=True))
         try:
             fn(**static, **point)
         except (ValueError, TypeError) as e:
-            flag = "--lr" if "learning_rate" in str(e) else "--opt-arg/--grid"
-            raise CLIError(f"{flag} ({name}): {e}") from None
+            text = str(e)
+            flag = ("--lr" if "learning_rate" in text else
+                    "--grid" if any(k in text for k in swept) else "--opt-arg")
+            raise CLIError(f"{flag} ({name}): {text}") from None
+    if swept:
+        _check_traceable(name, fn, static, swept)
+    return _Spec(name, opt_args, grid, static, hyperparams)
 
 
-def _load_task(args) -> Any:
+def _check_traceable(name: str, fn, static: dict[str, Any],
+                     swept: dict[str, list[float]]) -> None:
+    """A ``--grid`` option is a traced scalar in the compiled program: one the optimizer
+    needs as a Python value (a flag such as ``nesterov``) is refused here."""
+    import jax
+    import jax.numpy as jnp
+
+    def step(point):
+        tx = fn(learning_rate=1e-3, **static, **point)
+        x = jnp.ones(2)
+        return tx.update(x, tx.init(x), x)[0]
+
+    for key, values in swept.items():
+        try:
+            jax.eval_shape(step, {key: jnp.float32(values[0])})
+        except (jax.errors.ConcretizationTypeError, TypeError):
+            raise CLIError(f"--grid {key}: {name} needs {key} as a fixed value, which a "
+                           f"compiled grid cannot sweep; give one value with --opt-arg "
+                           f"{key}=...") from None
+
+
+def _schedule(text: str | None, total_steps: int):
+    if not text:
+        return None
+    try:
+        name, kwargs = registry.parse_call(text)
+        return registry.schedule(name, kwargs, total_steps=total_steps, unit=True)
+    except ValueError as e:
+        raise CLIError(f"--schedule: {e}") from None
+
+
+def _factory(spec: _Spec):
+    import functools
+
+    optimizer = functools.partial(registry.optimizer(spec.name), **spec.static)
+    optimizer.__name__ = spec.name  # type: ignore[attr-defined]
+    return optimizer
+
+
+# --------------------------------------------------------------------------------------------
+# data sets and models
+
+
+def _load_task(args, name: str) -> Any:
     from optlab.tasks import load_dataset
 
     try:
-        return load_dataset(args.task, seed=args.data_seed, val_fraction=args.val_fraction,
+        return load_dataset(name, seed=args.data_seed, val_fraction=args.val_fraction,
                             data_dir=args.data_dir)
     except (ValueError, FileNotFoundError) as e:
-        raise CLIError(f"--task {args.task}: {e}") from None
+        raise CLIError(f"--task {name}: {_cli_words(str(e))}") from None
 
 
 def _model_name(args, data) -> str:
@@ -160,48 +431,6 @@ def _model_name(args, data) -> str:
     if name not in MODELS:
         raise CLIError(f"--model: {unknown_name('model', name, MODELS)}")
     return name
-
-
-def _train_one(args, data, model: str, opt_name: str, out: Path | None) -> Any:
-    import functools
-
-    from optlab.train import train
-
-    steps_per_epoch = len(data.y_train) // args.batch_size
-    if steps_per_epoch < 1:
-        raise CLIError(f"--batch-size {args.batch_size} exceeds the {len(data.y_train)} "
-                       f"training examples of {data.name}; allowed range "
-                       f"1..{len(data.y_train)}")
-    total = steps_per_epoch * args.epochs
-    static, swept = _optimizer_kwargs(opt_name, _key_values(args.opt_arg, "--opt-arg"),
-                                      _key_values(args.grid, "--grid"), total)
-    hyperparams = {"learning_rate": args.lr, **swept}
-    _check_builds(opt_name, static, hyperparams)
-    schedule = None
-    if args.schedule:
-        try:
-            name, kwargs = registry.parse_call(args.schedule)
-            schedule = registry.schedule(name, kwargs, total_steps=total, unit=True)
-        except ValueError as e:
-            raise CLIError(f"--schedule: {e}") from None
-    config = {"task": data.name, "model": model,
-              "model_args": _key_values(args.model_arg, "--model-arg"), "optimizer": opt_name,
-              "opt_args": dict(_key_values(args.opt_arg, "--opt-arg")),
-              "hyperparams": hyperparams, "schedule": args.schedule,
-              "seeds": args.seeds, "epochs": args.epochs, "batch_size": args.batch_size,
-              "patience": args.patience, "val_fraction": args.val_fraction,
-              "data_seed": args.data_seed, "dataset": data.summary()}
-    model_fn = _model_factory(model, _key_values(args.model_arg, "--model-arg"), data)
-    optimizer = functools.partial(registry.optimizer(opt_name), **static)
-    optimizer.__name__ = opt_name  # type: ignore[attr-defined]
-    try:
-        return train(data, model_fn, optimizer, hyperparams=hyperparams, seeds=args.seeds,
-                     epochs=args.epochs, batch_size=args.batch_size, schedule=schedule,
-                     patience=args.patience, config=config, progress=args.progress,
-                     unroll=True if args.unroll else 1,
-                     checkpoint_dir=None if out is None else out / "checkpoints")
-    except ValueError as e:
-        raise CLIError(str(e)) from None
 
 
 def _model_factory(name: str, options: dict[str, str], data):
@@ -227,6 +456,62 @@ def _model_factory(name: str, options: dict[str, str], data):
                                    **parsed)
 
 
+@dataclass
+class _Setup:
+    """Everything checked before the first training step of ``train`` / ``compare``."""
+
+    data: Any
+    model: str
+    model_fn: Any
+    total_steps: int
+    schedule: Any
+
+
+def _setup(args, task: str) -> _Setup:
+    data = _load_task(args, task)
+    model = _model_name(args, data)
+    steps_per_epoch = len(data.y_train) // args.batch_size
+    if steps_per_epoch < 1:
+        raise CLIError(f"--batch-size {args.batch_size} exceeds the {len(data.y_train)} "
+                       f"training examples of {data.name}; allowed range "
+                       f"1..{len(data.y_train)}")
+    if args.patience is not None and len(data.y_val) == 0:
+        raise CLIError("--patience needs a validation set: set --val-fraction > 0")
+    total = steps_per_epoch * args.epochs
+    model_fn = _model_factory(model, _key_values(args.model_arg, "--model-arg"), data)
+    return _Setup(data, model, model_fn, total, _schedule(args.schedule, total))
+
+
+def _run_config(args, setup: _Setup, spec: _Spec) -> dict[str, Any]:
+    return {"task": setup.data.name, "model": setup.model,
+            "model_args": _key_values(args.model_arg, "--model-arg"), "optimizer": spec.name,
+            "opt_args": spec.opt_args, "hyperparams": spec.hyperparams,
+            "schedule": args.schedule, "seeds": args.seeds, "epochs": args.epochs,
+            "batch_size": args.batch_size, "patience": args.patience,
+            "val_fraction": args.val_fraction, "data_seed": args.data_seed,
+            "dataset": setup.data.summary()}
+
+
+def _train_one(args, setup: _Setup, spec: _Spec, out: Path | None) -> Any:
+    from optlab.train import train
+
+    try:
+        return train(setup.data, setup.model_fn, _factory(spec), hyperparams=spec.hyperparams,
+                     seeds=args.seeds, epochs=args.epochs, batch_size=args.batch_size,
+                     schedule=setup.schedule, patience=args.patience,
+                     config=_run_config(args, setup, spec), progress=args.progress,
+                     unroll=True if args.unroll else 1,
+                     checkpoint_dir=None if out is None else out / "checkpoints")
+    except ValueError as e:
+        raise CLIError(_cli_words(str(e))) from None
+
+
+def _resumed(result, prefix: str = "") -> None:
+    epoch = getattr(result, "resumed_from", None)
+    if epoch is not None:
+        print(f"{prefix}resumed from epoch {epoch} (checkpoint in --out)", flush=True)
+
+
 def _by_hyperparams(result) -> list[tuple[dict[str, float], list[int]]]:
     """Groups run indices by hyperparameter combination (seeds vary fastest)."""
     n_seeds = len(result.grid.seeds)
@@ -238,16 +523,21 @@ def _mean_std(values: np.ndarray) -> tuple[float, float]:
     return float(np.mean(values)), float(np.std(values))
 
 
-def _best_group(result):
-    """The hyperparameters with the best mean validation accuracy over seeds; a combination
-    with a diverged seed ranks last."""
-    best, best_score = None, -math.inf
-    for hp, idx in _by_hyperparams(result):
-        val = result.val_accuracy[idx]
-        score = -math.inf if result.diverged[idx].any() or np.isnan(val).any() else val.mean()
-        if best is None or score > best_score:
-            best, best_score = (hp, idx), score
-    return best
+def _group_diverged(result, idx: list[int]) -> bool:
+    return bool(result.diverged[idx].any() or np.isnan(result.val_accuracy[idx]).any())
+
+
+def _best_group(result) -> tuple[dict[str, float], list[int], bool]:
+    """The hyperparameters with the best mean validation accuracy over seeds, and whether
+    they trained without diverging. A combination with a diverged seed ranks last; when
+    every combination diverged, the one that trained longest is returned with False."""
+    groups = _by_hyperparams(result)
+    ok = [(hp, idx) for hp, idx in groups if not _group_diverged(result, idx)]
+    if ok:
+        hp, idx = max(ok, key=lambda g: result.val_accuracy[g[1]].mean())
+        return hp, idx, True
+    hp, idx = max(groups, key=lambda g: result.epochs_trained[g[1]].mean())
+    return hp, idx, False
 
 
 def _fmt_hp(hp: dict[str, float]) -> str:
@@ -259,13 +549,14 @@ def _fmt_hp(hp: dict[str, float]) -> str:
 
 
 def cmd_list(args) -> int:
-    del args
     from optlab.tasks import DATASETS, MODELS, PROBLEMS
 
+    if args.name:
+        return _list_one(args.name)
     sections = {
         "optimizers": {n: registry.describe(f) for n, f in registry.OPTIMIZERS.items()},
         "schedules": {n: registry.describe(f) for n, f in registry.SCHEDULES.items()},
-        "tasks (data sets)": dict(DATASETS),
+        "tasks (data sets)": {n: _cli_words(d) for n, d in DATASETS.items()},
         "tasks (synthetic problems, compare only)": {
             n: make().description for n, make in PROBLEMS.items()},
         "models": {n: d for n, (_, d) in MODELS.items()},
@@ -275,76 +566,177 @@ def cmd_list(args) -> int:
         width = max(map(len, entries)) + 2
         for name in sorted(entries):
             print(f"  {name:{width}s}{entries[name]}")
+    print("\n`optlab list NAME` shows one entry in detail (formula, arguments, primitives).")
     return 0
+
+
+def _wrap(text: str, indent: str = "  ") -> str:
+    return "\n".join(textwrap.fill(line, 92, initial_indent=indent, subsequent_indent=indent)
+                     for line in text.splitlines())
+
+
+def _list_one(name: str) -> int:
+    from optlab.tasks import DATASETS, MODELS, PROBLEMS
+    from optlab.tasks.models import model_options
+
+    if name in registry.OPTIMIZERS:
+        fn = registry.OPTIMIZERS[name]
+        paragraphs = registry.paragraphs(fn)
+        print(f"optimizer {name}: {paragraphs[0] if paragraphs else ''}")
+        for p in paragraphs[1:]:
+            print(_wrap(p))
+        print("arguments (--opt-arg NAME=VALUE; scalars also --grid NAME=V1,V2):")
+        for arg, default in registry.arguments(fn):
+            note = "  (--lr)" if arg == "learning_rate" else ""
+            print(f"  {arg} = {default}{note}")
+        chains = registry.primitives(fn)
+        if chains:
+            print("chain of primitives:")
+            for condition, parts in chains:
+                if condition:
+                    print(f"  if {condition}:")
+                pad = "    " if condition else "  "
+                print("\n".join(f"{pad}{part}" for part in parts))
+        return 0
+    if name in registry.SCHEDULES:
+        fn = registry.SCHEDULES[name]
+        paragraphs = registry.paragraphs(fn)
+        print(f"schedule {name}: {paragraphs[0] if paragraphs else ''}")
+        for p in paragraphs[1:]:
+            print(_wrap(p))
+        print("arguments:")
+        for arg, default in registry.arguments(fn):
+            print(f"  {arg} = {default}")
+        return 0
+    if name in DATASETS:
+        print(f"task {name} (data set): {_cli_words(DATASETS[name])}")
+        print(f"  default model: {TASK_MODELS.get(name, 'mlp')}")
+        return 0
+    if name in PROBLEMS:
+        print(f"task {name} (synthetic problem, `optlab compare` only): "
+              f"{PROBLEMS[name]().description}")
+        return 0
+    if name in MODELS:
+        print(f"model {name}: {MODELS[name][1]}")
+        print("options (--model-arg NAME=VALUE):")
+        for arg, default in model_options(name).items():
+            print(f"  {arg} = {default!r}")
+        return 0
+    valid = [*registry.OPTIMIZERS, *registry.SCHEDULES, *DATASETS, *PROBLEMS, *MODELS]
+    raise CLIError(f"list: {unknown_name('name', name, valid)}")
 
 
 def cmd_train(args) -> int:
     from optlab.io import atomic_write_json
     from optlab.plots import plot_curves
+    from optlab.tasks import PROBLEMS
 
-    data = _load_task(args)
-    model = _model_name(args, data)
     opt = _names(args.optimizer, list(registry.OPTIMIZERS), "--optimizer", "optimizer")
     if len(opt) != 1:
         raise CLIError("--optimizer takes one name; use `optlab compare` for several")
-    out = Path(args.out) if args.out else None
-    print(f"optlab train: {model} on {data.summary()}, {opt[0]}, "
+    task = args.task.strip().lower()
+    if task in PROBLEMS:
+        raise CLIError(f"--task {task} is a synthetic problem; `optlab train` trains on a "
+                       f"data set (see `optlab list`); use `optlab compare --task {task}`")
+    kind, tasks = _tasks(args.task)
+    if len(tasks) != 1:
+        raise CLIError("--task: `optlab train` takes one data set")
+    _resolve_flags(args, kind)
+    out = _writable(args.out)
+    setup = _setup(args, tasks[0])
+    spec = _spec(opt[0], opt, args, args.lr, setup.total_steps, "--optimizer")
+    _claim(out, "train", _run_config(args, setup, spec))
+    print(f"optlab train: {setup.model} on {setup.data.summary()}, {opt[0]}, "
           f"{len(args.lr)} lr x {args.seeds} seeds, {args.epochs} epochs", flush=True)
-    result = _train_one(args, data, model, opt[0], out)
+    result = _train_one(args, setup, spec, out)
+    _resumed(result)
     print(result.summary())
+    diverged = []
     for hp, idx in _by_hyperparams(result):
         m, s = _mean_std(result.test_accuracy[idx])
-        print(f"{_fmt_hp(hp)}: test accuracy {m:.4f} ± {s:.4f} over {len(idx)} seeds")
+        if _group_diverged(result, idx):
+            diverged.append(_fmt_hp(hp))
+            n = int(result.diverged[idx].sum())
+            print(f"{_fmt_hp(hp)}: diverged ({n} of {len(idx)} seeds)")
+        else:
+            print(f"{_fmt_hp(hp)}: test accuracy {m:.4f} ± {s:.4f} over {len(idx)} seeds")
     if out is not None:
         record = result.to_json()
         record["test_accuracy_per_seed"] = [
             {"hyperparams": hp, "seeds": [result.grid.runs[i][1] for i in idx],
-             "test_accuracy": result.test_accuracy[idx].tolist()}
+             "test_accuracy": result.test_accuracy[idx].tolist(),
+             "diverged": result.diverged[idx].tolist()}
             for hp, idx in _by_hyperparams(result)]
         atomic_write_json(out / "results.json", record)
         curves = {_fmt_hp(hp): {k: v[idx] for k, v in result.history.items()}
                   for hp, idx in _by_hyperparams(result)}
-        plot_curves(curves, out / "curves.png", f"{model} / {data.name} / {opt[0]}")
+        plot_curves(curves, out / "curves.png", f"{setup.model} / {setup.data.name} / {opt[0]}",
+                    diverged=diverged)
         print(f"wrote {out / 'results.json'} and {out / 'curves.png'}")
     return 0
 
 
-def _compare_problems(args, names: list[str]) -> int:
+def _compare_problems(args, names: list[str], problems: list[str]) -> int:
     from optlab.tasks import PROBLEMS
     from optlab.tasks.minimize import final_losses
 
-    problems = _names(args.task, list(PROBLEMS), "--task", "task")
     lrs = args.lr or _lrs(PROBLEM_LRS)
+    specs = [_spec(n, names, args, lrs, args.steps, "--optimizers") for n in names]
+    schedule = _schedule(args.schedule, args.steps)
+    out = _writable(args.out)
+    _claim(out, "compare", {
+        "task": problems, "optimizers": names, "learning_rates": lrs, "steps": args.steps,
+        "seeds": args.seeds, "opt_args": _key_values(args.opt_arg, "--opt-arg"),
+        "grid": _key_values(args.grid, "--grid"), "schedule": args.schedule})
     built = {p: PROBLEMS[p]() for p in problems}
+    seeds = f", mean over {args.seeds} seeds on stochastic problems" if args.seeds > 1 else ""
     print(f"optlab compare: {len(names)} optimizers x {len(problems)} problems x {len(lrs)} "
-          f"learning rates, {args.steps} steps each")
+          f"learning rates, {args.steps} steps each{seeds}")
     rows = []
     print("| optimizer | " + " | ".join(f"{p}: best loss (lr)" for p in problems) + " |")
     print("|" + "---|" * (len(problems) + 1))
-    for name in names:
-        cells, row = [], {"optimizer": name}
+    for spec in specs:
+        points = [dict(zip(spec.hyperparams, v, strict=True))
+                  for v in itertools.product(*spec.hyperparams.values())]
+        columns = {k: [p[k] for p in points] for k in spec.hyperparams}
+        others = {k: v for k, v in columns.items() if k != "learning_rate"}
+        cells, row = [], {"optimizer": spec.name}
         for p in problems:
-            losses = np.asarray(final_losses(registry.optimizer(name), built[p], lrs,
-                                             args.steps))
+            stochastic = built[p].stochastic and args.seeds > 1
+            losses = np.asarray(final_losses(
+                _factory(spec), built[p], columns["learning_rate"], args.steps,
+                hyperparams=others, schedule=schedule,
+                seeds=range(args.seeds) if stochastic else None), float)
+            if losses.ndim == 2:  # mean over seeds; a diverged seed makes the point diverged
+                losses = np.where(np.isfinite(losses).all(1), losses.mean(1), np.inf)
             finite = np.where(np.isfinite(losses), losses, np.inf)
             i = int(np.argmin(finite))
-            ok = math.isfinite(finite[i])
-            cells.append(f"{finite[i]:.2e} ({lrs[i]:g})" if ok else "diverged")
-            row[f"{p}_loss"], row[f"{p}_lr"] = (float(finite[i]) if ok else None,
-                                                lrs[i] if ok else None)
+            ok = bool(np.isfinite(finite[i]))
+            best = points[i]
+            label = (f"{best['learning_rate']:g}" if not others
+                     else _fmt_hp(best))
+            cells.append(f"{finite[i]:.2e} ({label})" if ok else "diverged at every lr")
+            row[f"{p}_loss"] = float(finite[i]) if ok else None
+            row[f"{p}_lr"] = best["learning_rate"] if ok else None
+            for k in others:
+                row[f"{p}_{k}"] = best[k] if ok else None
+            row[f"{p}_diverged"] = not ok
         rows.append(row)
-        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
-    if args.out:
-        _write_table(Path(args.out), rows, {"task": problems, "steps": args.steps,
-                                            "learning_rates": lrs})
+        print(f"| {spec.name} | " + " | ".join(cells) + " |", flush=True)
+    if out is not None:
+        _write_table(out, rows, {"task": problems, "steps": args.steps, "seeds": args.seeds,
+                                 "learning_rates": lrs, "schedule": args.schedule,
+                                 "opt_args": {s.name: s.opt_args for s in specs},
+                                 "grid": {s.name: s.grid for s in specs}})
     return 0
 
 
 def _write_table(out: Path, rows: list[dict], meta: dict) -> None:
     from optlab.io import atomic_write_json, atomic_write_text
 
+    fields = list(dict.fromkeys(k for row in rows for k in row))
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer = csv.DictWriter(buffer, fieldnames=fields, restval="")
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(out / "summary.csv", buffer.getvalue())
@@ -353,43 +745,66 @@ def _write_table(out: Path, rows: list[dict], meta: dict) -> None:
 
 
 def cmd_compare(args) -> int:
-    from optlab.tasks import DATASETS
-
     names = _names(args.optimizers, list(registry.OPTIMIZERS), "--optimizers", "optimizer")
-    if any(t.strip() not in DATASETS for t in args.task.split(",")):
-        return _compare_problems(args, names)
+    kind, tasks = _tasks(args.task)
+    _resolve_flags(args, kind)
+    if kind == "problems":
+        return _compare_problems(args, names, tasks)
     if args.lr is None:
         args.lr = _lrs(DEFAULT_LRS)
-    data = _load_task(args)
-    model = _model_name(args, data)
-    out = Path(args.out) if args.out else None
+    out = _writable(args.out)
+    setup = _setup(args, tasks[0])
+    specs = [_spec(n, names, args, args.lr, setup.total_steps, "--optimizers") for n in names]
+    data, model = setup.data, setup.model
+    _claim(out, "compare", {
+        "task": data.name, "model": model, "model_args": _key_values(args.model_arg,
+                                                                     "--model-arg"),
+        "optimizers": names, "learning_rates": args.lr, "seeds": args.seeds,
+        "epochs": args.epochs, "batch_size": args.batch_size, "patience": args.patience,
+        "val_fraction": args.val_fraction, "data_seed": args.data_seed,
+        "opt_args": _key_values(args.opt_arg, "--opt-arg"),
+        "grid": _key_values(args.grid, "--grid"), "schedule": args.schedule,
+        "dataset": data.summary()})
     start = time.perf_counter()
     print(f"optlab compare: {model} on {data.summary()}; {len(names)} optimizers x "
           f"{len(args.lr)} learning rates x {args.seeds} seeds, {args.epochs} epochs",
           flush=True)
     print("| optimizer | best lr | val accuracy | test accuracy (mean ± std) | diverged |")
     print("|---|---|---|---|---|", flush=True)
-    rows, curves, device = [], {}, ""
-    for name in names:
-        result = _train_one(args, data, model, name, out / name if out else None)
+    rows, curves, diverged, device = [], {}, [], ""
+    for spec in specs:
+        name = spec.name
+        result = _train_one(args, setup, spec, out / name if out else None)
+        _resumed(result, f"{name}: ")
         device = result.device
         if out is not None:
             from optlab.io import atomic_write_json
 
             atomic_write_json(out / name / "results.json", result.to_json())
-        hp, idx = _best_group(result)
-        val, _ = _mean_std(result.val_accuracy[idx])
-        test, std = _mean_std(result.test_accuracy[idx])
+        hp, idx, ok = _best_group(result)
         n_div = int(result.diverged.sum())
-        print(f"| {name} | {_fmt_hp(hp)} | {val:.4f} | {test:.4f} ± {std:.4f} | "
-              f"{n_div}/{len(result.grid)} |", flush=True)
-        rows.append({"optimizer": name, **{("lr" if k == "learning_rate" else k): v
-                                           for k, v in hp.items()},
-                     "val_accuracy": val, "test_accuracy_mean": test,
-                     "test_accuracy_std": std, "seeds": len(idx),
-                     "diverged_runs": n_div, "runs": len(result.grid),
-                     "wall_time_s": round(result.wall_time, 2)})
-        curves[f"{name} ({_fmt_hp(hp)})"] = {k: v[idx] for k, v in result.history.items()}
+        row = {"optimizer": name, "status": "ok" if ok else "diverged"}
+        if ok:
+            val, _ = _mean_std(result.val_accuracy[idx])
+            test, std = _mean_std(result.test_accuracy[idx])
+            print(f"| {name} | {_fmt_hp(hp)} | {val:.4f} | {test:.4f} ± {std:.4f} | "
+                  f"{n_div}/{len(result.grid)} |", flush=True)
+            row.update({("lr" if k == "learning_rate" else k): v for k, v in hp.items()})
+            row.update({"val_accuracy": val, "test_accuracy_mean": test,
+                        "test_accuracy_std": std})
+            label = f"{name} ({_fmt_hp(hp)})"
+        else:
+            print(f"| {name} | none: diverged at every lr | - | - | "
+                  f"{n_div}/{len(result.grid)} |", flush=True)
+            row.update({("lr" if k == "learning_rate" else k): None for k in hp})
+            row.update({"val_accuracy": None, "test_accuracy_mean": None,
+                        "test_accuracy_std": None})
+            label = f"{name} ({_fmt_hp(hp)})"
+            diverged.append(label)
+        row.update({"seeds": len(idx), "diverged_runs": n_div, "runs": len(result.grid),
+                    "wall_time_s": round(result.wall_time, 2)})
+        rows.append(row)
+        curves[label] = {k: v[idx] for k, v in result.history.items()}
     wall = time.perf_counter() - start
     print(f"wall time {wall:.1f} s on {device}")
     if out is not None:
@@ -398,8 +813,11 @@ def cmd_compare(args) -> int:
         _write_table(out, rows, {"task": data.name, "model": model, "device": device,
                                  "learning_rates": args.lr, "seeds": args.seeds,
                                  "epochs": args.epochs, "batch_size": args.batch_size,
-                                 "wall_time_s": wall})
-        plot_curves(curves, out / "curves.png", f"{model} on {data.name}: best lr per optimizer")
+                                 "opt_args": {s.name: s.opt_args for s in specs},
+                                 "grid": {s.name: s.grid for s in specs},
+                                 "schedule": args.schedule, "wall_time_s": wall})
+        plot_curves(curves, out / "curves.png",
+                    f"{model} on {data.name}: best lr per optimizer", diverged=diverged)
         print(f"wrote {out / 'curves.png'}")
     return 0
 
@@ -409,65 +827,112 @@ def cmd_compare(args) -> int:
 
 
 def _add_training_flags(p: argparse.ArgumentParser, lrs: str | None) -> None:
-    p.add_argument("--task", default="mnist1d", help="data set (see `optlab list`)")
+    data, problems = "data sets only", "synthetic problems only"
+    p.add_argument("--lr", "--lrs", dest="lr", type=_lrs, default=_lrs(lrs) if lrs else None,
+                   metavar="LR[,LR...]",
+                   help="learning rate(s) > 0, comma-separated; all run in one compiled grid "
+                   + (f"(default: {lrs})" if lrs else
+                      f"(default: {DEFAULT_LRS} on a data set, {PROBLEM_LRS} on synthetic "
+                      "problems)"))
+    p.add_argument("--seeds", type=_int_at_least(1), default=None, metavar="N",
+                   help="number of seeds, 0..N-1 (default: 3 on a data set; 1 on synthetic "
+                   "problems, where seeds only matter for the stochastic ones)")
+    p.add_argument("--opt-arg", action="append", default=[], metavar="[OPT.]NAME=VALUE",
+                   help="optimizer option: a number, true/false/none, or a schedule such as "
+                   "'sign_decay=linear_sign_decay(decay_steps=1000)'; OPT.NAME=VALUE passes it "
+                   "to optimizer OPT only (e.g. adam.b2=0.99); repeatable (default: none)")
+    p.add_argument("--grid", action="append", default=[], metavar="[OPT.]NAME=V1,V2",
+                   help="also sweep a scalar optimizer option in the compiled grid; "
+                   "repeatable (default: none)")
+    p.add_argument("--schedule", default=None, metavar="NAME[(K=V,...)]",
+                   help="learning-rate multiplier by name, e.g. 'cosine_decay' or "
+                   "'sgdr(t_0=500, t_mult=2)'; decay_steps/total_steps default to the run's "
+                   "length (default: constant)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="output folder for one run or one comparison (results, plot, "
+                   "checkpoints); re-running the same command resumes, anything else is "
+                   "refused (default: write nothing)")
     p.add_argument("--model", default=None,
-                   help="model (default per task: " +
+                   help=f"model, {data} (default per task: " +
                    ", ".join(f"{k}: {v}" for k, v in TASK_MODELS.items()) + ")")
     p.add_argument("--model-arg", action="append", default=[], metavar="NAME=VALUE",
-                   help="model option, e.g. depth=10 or hidden=(256,256); repeatable")
-    p.add_argument("--lr", "--lrs", dest="lr", type=_lrs, default=_lrs(lrs) if lrs else None,
-                   help="learning rate(s), comma-separated; all run in one compiled grid")
-    p.add_argument("--epochs", type=_int_at_least(1), default=20)
-    p.add_argument("--seeds", type=_int_at_least(1), default=3, help="number of seeds")
-    p.add_argument("--batch-size", type=_int_at_least(1), default=128)
-    p.add_argument("--val-fraction", type=_fraction, default=0.1)
-    p.add_argument("--data-seed", type=_int_at_least(0), default=0,
-                   help="seed of the train/validation split")
-    p.add_argument("--data-dir", default=None, help="local data (CIFAR-10)")
-    p.add_argument("--patience", type=_int_at_least(1), default=None,
-                   help="early stopping after this many epochs without a better val accuracy")
-    p.add_argument("--schedule", default=None,
-                   help="learning-rate multiplier by name, e.g. 'cosine_decay' or "
-                   "'sgdr(t_0=500, t_mult=2)' (decay_steps/total_steps default to the run)")
-    p.add_argument("--opt-arg", action="append", default=[], metavar="NAME=VALUE",
-                   help="optimizer option, e.g. b2=0.99 or "
-                   "'sign_decay=linear_sign_decay(decay_steps=1000)'; repeatable")
-    p.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2",
-                   help="also sweep a scalar optimizer option in the compiled grid")
-    p.add_argument("--out", default=None, help="output directory (results, plot, checkpoints;"
-                   " re-running the same command resumes)")
+                   help=f"model option, e.g. depth=10 or hidden=(256,256); repeatable; {data} "
+                   "(default: none)")
+    p.add_argument("--epochs", type=_int_at_least(1), default=None, metavar="N",
+                   help=f"passes over the training set, {data} (default: "
+                   f"{DEFAULTS['epochs']})")
+    p.add_argument("--batch-size", type=_int_at_least(1), default=None, metavar="N",
+                   help=f"{data} (default: {DEFAULTS['batch_size']})")
+    p.add_argument("--val-fraction", type=_fraction, default=None, metavar="F",
+                   help=f"share of the training set held out for validation, in [0, 1); "
+                   f"{data} (default: {DEFAULTS['val_fraction']})")
+    p.add_argument("--data-seed", type=_int_at_least(0), default=None, metavar="N",
+                   help=f"seed of the train/validation split, {data} (default: "
+                   f"{DEFAULTS['data_seed']})")
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="local copy of CIFAR-10 (default: $OPTLAB_CIFAR10_DIR)")
+    p.add_argument("--patience", type=_int_at_least(1), default=None, metavar="N",
+                   help=f"stop a run after N epochs without a better validation accuracy; "
+                   f"{data} (default: off)")
     p.add_argument("--unroll", action="store_true",
-                   help="unroll each epoch's scan (faster conv models on CPU, longer compile)")
+                   help=f"unroll each epoch's scan (faster conv models on CPU, longer "
+                   f"compile); {data} (default: off)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress bar (default: when stderr is a terminal)")
+                   help=f"progress bar; {data} (default: when stderr is a terminal)")
+    del problems
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="optlab", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("list", help="optimizers, schedules, tasks and models")
+    from optlab import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="optlab", description=__doc__.splitlines()[0],
+        epilog="`optlab COMMAND --help` lists a command's flags and their defaults.")
+    parser.add_argument("--version", action="version", version=f"optlab {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("list", help="optimizers, schedules, tasks and models; "
+                       "`optlab list NAME` shows one in detail",
+                       description="Lists optimizers, schedules, tasks and models; with NAME, "
+                       "shows one: an optimizer's formula, arguments with their defaults "
+                       "and chain of primitives.")
+    p.add_argument("name", nargs="?", default=None, metavar="NAME",
+                   help="an optimizer, schedule, task or model (default: list them all)")
     p.set_defaults(func=cmd_list)
-    p = sub.add_parser("train", help="train one optimizer over learning rates x seeds")
-    p.add_argument("--optimizer", default="adam")
+    p = sub.add_parser("train", help="train one optimizer over learning rates x seeds",
+                       description="Trains one optimizer on a data set over learning rates x "
+                       "seeds (one compiled program).")
+    p.add_argument("--task", default="mnist1d",
+                   help="data set, see `optlab list` (default: mnist1d)")
+    p.add_argument("--optimizer", default="adam", help="optimizer (default: adam)")
     _add_training_flags(p, "1e-3")
     p.set_defaults(func=cmd_train)
-    p = sub.add_parser("compare", help="compare optimizers at their best learning rate")
-    p.add_argument("--optimizers", default=DEFAULT_OPTIMIZERS)
+    p = sub.add_parser("compare", help="compare optimizers at their best learning rate",
+                       description="Compares optimizers at their best learning rate, on one "
+                       "data set or on one or more synthetic problems.")
+    p.add_argument("--task", default="mnist1d",
+                   help="one data set, or comma-separated synthetic problems such as "
+                   "rosenbrock,beale; see `optlab list` (default: mnist1d)")
+    p.add_argument("--optimizers", default=DEFAULT_OPTIMIZERS,
+                   help=f"comma-separated optimizers, each once (default: {DEFAULT_OPTIMIZERS})")
     _add_training_flags(p, None)
-    p.add_argument("--steps", type=_int_at_least(1), default=2000,
-                   help="steps per run on synthetic problems")
+    p.add_argument("--steps", type=_int_at_least(1), default=None, metavar="N",
+                   help=f"updates per run, synthetic problems only (default: "
+                   f"{DEFAULTS['steps']})")
     p.set_defaults(func=cmd_compare)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_negative_values(sys.argv[1:] if argv is None else argv))
     try:
         return args.func(args)
     except CLIError as e:
         print(f"optlab: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # e.g. the disk filled up while writing results
+        print(f"optlab: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("optlab: interrupted; re-run the same command to resume from the last "
               "checkpoint", file=sys.stderr)
