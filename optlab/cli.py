@@ -1,14 +1,21 @@
 """The ``optlab`` command line: list, train and compare optimizers.
 
-* ``optlab list`` — optimizers, schedules, tasks and models with one-line descriptions.
+* ``optlab list [NAME]`` — optimizers, schedules, tasks and models with one-line
+  descriptions; with a name, one of them in detail (an optimizer's formula, arguments with
+  defaults and chain of primitives).
 * ``optlab train --task mnist1d --model mlp --optimizer adam --lr 1e-2 --epochs 20 --seeds 3
   --out runs/x`` — trains (a grid over learning rates × seeds in one compiled program), prints
   a summary, writes ``results.json`` and ``curves.png``; re-running resumes from checkpoints.
 * ``optlab compare --task mnist1d --optimizers sgd,momentum,adam --lrs 1e-3,1e-2 --seeds 3
   --out runs/cmp`` — per optimizer, the best learning rate on validation and its test accuracy
   (mean ± std over seeds): a table printed and written as ``summary.csv`` / ``summary.json``,
-  and one figure of the learning curves. ``--task`` may also name synthetic problems
-  (``rosenbrock,beale``), compared by final loss.
+  and one figure of the learning curves. ``--task`` may instead list synthetic problems
+  (``rosenbrock,beale``), compared by final loss after ``--steps`` updates.
+
+Every check of the input happens before the first training step; a bad value is reported as
+``optlab: error: ...`` naming the flag, with exit status 2. An ``--out`` folder holds one run
+or one comparison, marked by ``optlab.json`` (kind and configuration): the same command
+resumes there, anything else is refused.
 """
 
 from __future__ import annotations
@@ -826,8 +833,8 @@ def cmd_compare(args) -> int:
 # parser
 
 
-def _add_training_flags(p: argparse.ArgumentParser, lrs: str | None) -> None:
-    data, problems = "data sets only", "synthetic problems only"
+def _add_training_flags(p: argparse.ArgumentParser, lrs: str | None, compare: bool) -> None:
+    data = "; data sets only" if compare else ""
     p.add_argument("--lr", "--lrs", dest="lr", type=_lrs, default=_lrs(lrs) if lrs else None,
                    metavar="LR[,LR...]",
                    help="learning rate(s) > 0, comma-separated; all run in one compiled grid "
@@ -835,8 +842,10 @@ def _add_training_flags(p: argparse.ArgumentParser, lrs: str | None) -> None:
                       f"(default: {DEFAULT_LRS} on a data set, {PROBLEM_LRS} on synthetic "
                       "problems)"))
     p.add_argument("--seeds", type=_int_at_least(1), default=None, metavar="N",
-                   help="number of seeds, 0..N-1 (default: 3 on a data set; 1 on synthetic "
-                   "problems, where seeds only matter for the stochastic ones)")
+                   help="number of seeds, 0..N-1 " + (
+                       "(default: 3 on a data set; 1 on synthetic problems, where seeds only "
+                       "matter for the stochastic ones: their final loss is the mean over "
+                       "seeds)" if compare else f"(default: {SEEDS['dataset']})"))
     p.add_argument("--opt-arg", action="append", default=[], metavar="[OPT.]NAME=VALUE",
                    help="optimizer option: a number, true/false/none, or a schedule such as "
                    "'sign_decay=linear_sign_decay(decay_steps=1000)'; OPT.NAME=VALUE passes it "
@@ -853,40 +862,40 @@ def _add_training_flags(p: argparse.ArgumentParser, lrs: str | None) -> None:
                    "checkpoints); re-running the same command resumes, anything else is "
                    "refused (default: write nothing)")
     p.add_argument("--model", default=None,
-                   help=f"model, {data} (default per task: " +
+                   help=f"model{data} (default per task: " +
                    ", ".join(f"{k}: {v}" for k, v in TASK_MODELS.items()) + ")")
     p.add_argument("--model-arg", action="append", default=[], metavar="NAME=VALUE",
-                   help=f"model option, e.g. depth=10 or hidden=(256,256); repeatable; {data} "
+                   help=f"model option, e.g. depth=10 or hidden=(256,256); repeatable{data} "
                    "(default: none)")
     p.add_argument("--epochs", type=_int_at_least(1), default=None, metavar="N",
-                   help=f"passes over the training set, {data} (default: "
+                   help=f"passes over the training set{data} (default: "
                    f"{DEFAULTS['epochs']})")
     p.add_argument("--batch-size", type=_int_at_least(1), default=None, metavar="N",
-                   help=f"{data} (default: {DEFAULTS['batch_size']})")
+                   help=f"mini-batch size{data} (default: {DEFAULTS['batch_size']})")
     p.add_argument("--val-fraction", type=_fraction, default=None, metavar="F",
-                   help=f"share of the training set held out for validation, in [0, 1); "
+                   help=f"share of the training set held out for validation, in [0, 1)"
                    f"{data} (default: {DEFAULTS['val_fraction']})")
     p.add_argument("--data-seed", type=_int_at_least(0), default=None, metavar="N",
-                   help=f"seed of the train/validation split, {data} (default: "
+                   help=f"seed of the train/validation split{data} (default: "
                    f"{DEFAULTS['data_seed']})")
     p.add_argument("--data-dir", default=None, metavar="DIR",
                    help="local copy of CIFAR-10 (default: $OPTLAB_CIFAR10_DIR)")
     p.add_argument("--patience", type=_int_at_least(1), default=None, metavar="N",
-                   help=f"stop a run after N epochs without a better validation accuracy; "
+                   help=f"stop a run after N epochs without a better validation accuracy"
                    f"{data} (default: off)")
     p.add_argument("--unroll", action="store_true",
                    help=f"unroll each epoch's scan (faster conv models on CPU, longer "
-                   f"compile); {data} (default: off)")
+                   f"compile){data} (default: off)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help=f"progress bar; {data} (default: when stderr is a terminal)")
-    del problems
+                   help=f"progress bar{data} (default: when stderr is a terminal)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     from optlab import __version__
 
     parser = argparse.ArgumentParser(
-        prog="optlab", description=__doc__.splitlines()[0],
+        prog="optlab", description="optlab: list, train and compare optimizers built from "
+        "optax primitives.",
         epilog="`optlab COMMAND --help` lists a command's flags and their defaults.")
     parser.add_argument("--version", action="version", version=f"optlab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -904,7 +913,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default="mnist1d",
                    help="data set, see `optlab list` (default: mnist1d)")
     p.add_argument("--optimizer", default="adam", help="optimizer (default: adam)")
-    _add_training_flags(p, "1e-3")
+    _add_training_flags(p, "1e-3", compare=False)
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("compare", help="compare optimizers at their best learning rate",
                        description="Compares optimizers at their best learning rate, on one "
@@ -913,8 +922,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one data set, or comma-separated synthetic problems such as "
                    "rosenbrock,beale; see `optlab list` (default: mnist1d)")
     p.add_argument("--optimizers", default=DEFAULT_OPTIMIZERS,
-                   help=f"comma-separated optimizers, each once (default: {DEFAULT_OPTIMIZERS})")
-    _add_training_flags(p, None)
+                   help="comma-separated optimizers, each once (default: "
+                   f"{', '.join(DEFAULT_OPTIMIZERS.split(','))})")
+    _add_training_flags(p, None, compare=True)
     p.add_argument("--steps", type=_int_at_least(1), default=None, metavar="N",
                    help=f"updates per run, synthetic problems only (default: "
                    f"{DEFAULTS['steps']})")
