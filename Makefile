@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test optax-suite lint bench clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -24,9 +24,18 @@ demo: $(VENV)/.installed
 	$(BIN)/optlab compare --task mnist1d --optimizers $(DEMO_OPTIMIZERS) \
 	  --lrs 1e-3,3e-3,1e-2,3e-2,1e-1 --seeds 3 --epochs 20 --out runs/mnist1d-compare
 
+# optax's own tests, shipped in its wheel, run with optlab's optimizers substituted
+# (tests/optax_suite/shim.py says how; nothing of optax's test code is copied).
+OPTAX_SUITE := optax._src.alias_test optax._src.float64_test optax._src.sharding_test \
+  optax.schedules._schedule_test optax.contrib._common_test optax.contrib._sam_test
+
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check optlab tests benchmarks
 	$(BIN)/python -m pytest -n 2 tests
+	$(BIN)/python -m pytest -n 2 -p tests.optax_suite.shim -p no:cacheprovider --pyargs $(OPTAX_SUITE)
+
+optax-suite: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -n 2 -p tests.optax_suite.shim -p no:cacheprovider --pyargs $(OPTAX_SUITE)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check optlab tests benchmarks

@@ -15,8 +15,6 @@ Every optimizer is an ``optax.GradientTransformation`` built from a small vocabu
 ...                     optlab.scale_by_learning_rate(1e-3))
 """
 
-from optax import chain
-
 from optlab import lipschitz, schedules
 from optlab.accumulators import (
     debias,
@@ -68,7 +66,7 @@ from optlab.regularizers import (
     l2_penalty,
     scale_by_learning_rate,
 )
-from optlab.stream import GRAD, Stream
+from optlab.stream import GRAD, Primitive, StepState, Stream, chain, primitive
 
 __version__ = "0.1.0"
 
@@ -81,6 +79,8 @@ OPTIMIZERS = (
 __all__ = [
     "GRAD",
     "OPTIMIZERS",
+    "Primitive",
+    "StepState",
     "Stream",
     "adabound",
     "adadelta",
@@ -110,6 +110,7 @@ __all__ = [
     "nadam_momentum",
     "noisy_sgd",
     "powersign",
+    "primitive",
     "radam",
     "ratio",
     "rectified_ratio",

@@ -1,15 +1,15 @@
 """Accumulators: transforms that add one named statistic of the gradient to the stream.
 
-Each accumulator owns exactly the state of its statistic (plus, where the formula needs it, a
-scalar step count) and writes the statistic — bias-corrected if asked — into the
-:class:`~optlab.stream.Stream` under ``name``. A plain update tree that reaches an accumulator
-is taken as the gradient ``g``.
+Each accumulator owns exactly the state of its statistic, stored under the statistic's name
+(``{"mu": tree}``, so ``optax.tree.get(state, "mu")`` finds it), and writes the statistic —
+bias-corrected if asked — into the :class:`~optlab.stream.Stream` under ``name``. The step
+count comes from the enclosing :func:`optlab.chain` (one counter per optimizer); an
+accumulator used on its own keeps its own. A plain update tree that reaches an accumulator is
+taken as the gradient ``g``.
 
 Notation: t is the step, 1 at the first update; β a decay rate; x the source statistic
 (the gradient g unless ``source`` names another statistic).
 """
-
-from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, Literal, NamedTuple
@@ -18,32 +18,25 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from optax import ScalarOrSchedule
 
 from optlab import _checks
 from optlab.stream import (
     GRAD,
-    CountState,
+    Primitive,
     abs_sq,
     as_stream,
     cast_like,
     check_same_structure,
-    count_init,
     increment,
-    new_count,
-    scalar_as,
+    per_dtype,
+    primitive,
     tree_map,
     zeros_like,
 )
 
-Schedule = Callable[[jax.Array], jax.Array]
-ScalarOrSchedule = float | jax.Array | Schedule
-
 __all__ = [
-    "EmaState",
     "FactoredState",
-    "NadamMomentumState",
-    "RunningMaxState",
-    "SumState",
     "debias",
     "ema",
     "ema_of_abs_max",
@@ -58,12 +51,13 @@ __all__ = [
 
 
 def _check_name(name: Any, arg: str = "name") -> None:
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"{arg} must be a non-empty statistic name (str), got {name!r}")
+    if not isinstance(name, str) or not name.isidentifier() or name.startswith("_"):
+        raise TypeError(f"{arg} must be a statistic name: a Python identifier not starting "
+                        f"with '_' (it names the state entry), got {name!r}")
 
 
 def _read_source(updates: Any, state_tree: Any, source: str, who: str):
-    stream = as_stream(updates)
+    stream = as_stream(updates, who)
     x = stream[source]
     check_same_structure(x, state_tree, f"{who}: updates", "the optimizer state (from params)")
     return stream, x
@@ -77,21 +71,16 @@ def _power(order: int) -> Callable[[jax.Array], jax.Array]:
     return lambda x: x**order
 
 
-def _bias_correction(decay: Any, count: jax.Array, leaf: jax.Array) -> jax.Array:
-    """1 − βᵗ in the dtype of ``leaf``."""
-    return scalar_as(1 - jnp.asarray(decay) ** count, leaf)
+def _bias_correction(decay: Any, t: jax.Array) -> Callable[[jax.Array], Any]:
+    """1 − βᵗ, computed once in the default float dtype and cast once per leaf dtype (a
+    low-precision βᵗ would round to 1)."""
+    correction = 1 - jnp.asarray(decay, jnp.result_type(float)) ** t
+    return per_dtype(lambda dtype: correction)
 
 
 # ------------------------------------------------------------------------------------------
 # Exponential moving averages
 # ------------------------------------------------------------------------------------------
-
-
-class EmaState(NamedTuple):
-    """State of an EMA accumulator: step count and the (raw, not debiased) average."""
-
-    count: jax.Array
-    ema: Any
 
 
 def _ema(
@@ -106,7 +95,7 @@ def _ema(
     dtype: Any = None,
     initial_value: float = 0.0,
     who: str,
-) -> optax.GradientTransformation:
+) -> Primitive:
     _check_name(name)
     _check_name(source, "source")
     _checks.check_decay("decay", decay)
@@ -118,36 +107,35 @@ def _ema(
         raise ValueError("emit='previous' cannot be combined with nesterov=True or debias=True "
                          "(m_{t-1} has no bias correction at t = 1)")
     power = _power(order)
-    needs_count = debias or nesterov or callable(decay)
 
     def init_fn(params):
-        return EmaState(count=new_count(needs_count),
-                        ema=zeros_like(params, dtype, initial_value))
+        return {name: zeros_like(params, dtype, initial_value)}
 
-    def update_fn(updates, state, params=None):
-        del params
-        stream, x = _read_source(updates, state.ema, source, who)
-        beta = _checks.resolve(decay, state.count)
-        count = increment(state.count)
-        mu = tree_map(lambda g, m: scalar_as(beta, g, m) * m + scalar_as(1 - beta, g, m) * power(g),
-                      x, state.ema)
+    def update_fn(updates, state, params, count, **extra):
+        del params, extra
+        stream, x = _read_source(updates, state[name], source, who)
+        beta = _checks.resolve(decay, count)
+        b, one_minus_b = per_dtype(lambda _: beta), per_dtype(lambda _: 1 - beta)
+        mu = tree_map(lambda g, m: b(m) * m + one_minus_b(m) * power(g), x, state[name])
         if emit == "previous":
-            out = state.ema
+            out = state[name]
         elif nesterov:
             # Dozat (2016) look-ahead, optax convention: β m̂_{t+1} + (1 − β) x / (1 − βᵗ).
-            out = tree_map(
-                lambda m, g: scalar_as(beta, m) * m / _bias_correction(beta, count + 1, m)
-                + scalar_as(1 - beta, m) * g / _bias_correction(beta, count, m)
-                if debias
-                else scalar_as(beta, m) * m + scalar_as(1 - beta, m) * g,
-                mu, x)
+            t = increment(count)
+            if debias:
+                bc_next, bc = _bias_correction(beta, t + 1), _bias_correction(beta, t)
+                out = tree_map(lambda m, g: b(m) * m / bc_next(m) + one_minus_b(m) * g / bc(m),
+                               mu, x)
+            else:
+                out = tree_map(lambda m, g: b(m) * m + one_minus_b(m) * g, mu, x)
         elif debias:
-            out = tree_map(lambda m: m / _bias_correction(beta, count, m), mu)
+            bc = _bias_correction(beta, increment(count))
+            out = tree_map(lambda m: m / bc(m), mu)
         else:
             out = mu
-        return stream.add(name, out), EmaState(count=count, ema=cast_like(mu, state.ema))
+        return stream.add(name, out), {name: cast_like(mu, state[name])}
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    return primitive(init_fn, update_fn, counted=debias or nesterov or callable(decay))
 
 
 def ema(
@@ -159,13 +147,13 @@ def ema(
     emit: Literal["new", "previous"] = "new",
     source: str = GRAD,
     dtype: Any = None,
-) -> optax.GradientTransformation:
+) -> Primitive:
     r"""Exponential moving average of a statistic (first moment).
 
     .. math:: m_t = β m_{t-1} + (1-β) x_t, \qquad \hat m_t = m_t / (1-β^t)\ \text{if debias}
 
     Args:
-      name: statistic written to the stream.
+      name: statistic written to the stream (and the name of its state entry).
       decay: β ∈ [0, 1), a constant or a schedule of the step (schedules need ``debias=False``).
       debias: emit the bias-corrected :math:`\hat m_t` (Kingma & Ba 2015).
       nesterov: emit Dozat's (2016) look-ahead :math:`β \hat m_{t+1} + (1-β) x_t/(1-β^t)`
@@ -186,7 +174,7 @@ def ema_of_square(
     debias: bool = False,
     initial_value: float = 0.0,
     source: str = GRAD,
-) -> optax.GradientTransformation:
+) -> Primitive:
     r"""EMA of the squared statistic (second moment): :math:`v_t = β v_{t-1} + (1-β) x_t^2`.
 
     Emits :math:`\hat v_t = v_t/(1-β^t)` when ``debias``. ``initial_value`` is :math:`v_0`
@@ -200,7 +188,7 @@ def ema_of_square(
 
 def ema_of_cube(
     name: str, decay: ScalarOrSchedule, *, debias: bool = False, source: str = GRAD
-) -> optax.GradientTransformation:
+) -> Primitive:
     r"""EMA of the cubed statistic, Bello et al. (2017)'s :math:`\hat γ`:
     :math:`γ_t = β γ_{t-1} + (1-β) x_t^3`, debiased like Adam's moments when ``debias``."""
     return _ema(name, decay, 3, debias=debias, source=source, who="ema_of_cube")
@@ -218,7 +206,7 @@ def trace(
     nesterov: bool = False,
     source: str = GRAD,
     dtype: Any = None,
-) -> optax.GradientTransformation:
+) -> Primitive:
     r"""Momentum trace (heavy ball, Polyak 1964): :math:`m_t = x_t + μ m_{t-1}`.
 
     Emits :math:`m_t`, or Nesterov's :math:`x_t + μ m_t` (Sutskever et al. 2013) when
@@ -226,25 +214,19 @@ def trace(
     """
     _check_name(name)
     _checks.check_decay("decay", decay)
+
     def init_fn(params):
-        return EmaState(count=new_count(callable(decay)), ema=zeros_like(params, dtype))
+        return {name: zeros_like(params, dtype)}
 
-    def update_fn(updates, state, params=None):
-        del params
-        stream, x = _read_source(updates, state.ema, source, "trace")
-        mu = _checks.resolve(decay, state.count)
-        m = tree_map(lambda g, t: g + scalar_as(mu, g, t) * t, x, state.ema)
-        out = tree_map(lambda g, t: g + scalar_as(mu, g, t) * t, x, m) if nesterov else m
-        count = increment(state.count)
-        return stream.add(name, out), EmaState(count=count, ema=cast_like(m, state.ema))
+    def update_fn(updates, state, params, count, **extra):
+        del params, extra
+        stream, x = _read_source(updates, state[name], source, "trace")
+        mu = per_dtype(lambda _: _checks.resolve(decay, count))
+        m = tree_map(lambda g, t: g + mu(t) * t, x, state[name])
+        out = tree_map(lambda g, t: g + mu(t) * t, x, m) if nesterov else m
+        return stream.add(name, out), {name: cast_like(m, state[name])}
 
-    return optax.GradientTransformation(init_fn, update_fn)
-
-
-class NadamMomentumState(NamedTuple):
-    count: jax.Array
-    mu_product: jax.Array
-    ema: Any
+    return primitive(init_fn, update_fn, counted=callable(decay))
 
 
 def nadam_momentum(
@@ -254,7 +236,7 @@ def nadam_momentum(
     *,
     source: str = GRAD,
     dtype: Any = None,
-) -> optax.GradientTransformation:
+) -> Primitive:
     r"""Nesterov momentum with PyTorch NAdam's momentum schedule (Dozat 2016).
 
     .. math::
@@ -262,7 +244,8 @@ def nadam_momentum(
        \hat m_t = \frac{μ_{t+1} m_t}{1 - \prod_{i\le t+1} μ_i}
                 + \frac{(1-μ_t) g_t}{1 - \prod_{i \le t} μ_i}
 
-    with ψ = ``momentum_decay`` (0.004 in Dozat's paper and ``torch.optim.NAdam``).
+    with ψ = ``momentum_decay`` (0.004 in Dozat's paper and ``torch.optim.NAdam``). The state
+    is the average and the running product :math:`\prod_{i \le t} μ_i` (``mu_product``).
     """
     _check_name(name)
     _checks.check_decay("b1", b1, allow_schedule=False)
@@ -272,26 +255,22 @@ def nadam_momentum(
         return b1 * (1.0 - 0.5 * 0.96 ** (t * momentum_decay))
 
     def init_fn(params):
-        float_dtype = jnp.result_type(float)
-        return NadamMomentumState(new_count(), jnp.ones([], float_dtype),
-                                  zeros_like(params, dtype))
+        return {name: zeros_like(params, dtype), "mu_product": jnp.ones([], jnp.result_type(float))}
 
-    def update_fn(updates, state, params=None):
-        del params
-        stream, g = _read_source(updates, state.ema, source, "nadam_momentum")
-        count = increment(state.count)
-        t = count.astype(state.mu_product.dtype)
+    def update_fn(updates, state, params, count, **extra):
+        del params, extra
+        stream, g = _read_source(updates, state[name], source, "nadam_momentum")
+        prod = state["mu_product"]
+        t = increment(count).astype(prod.dtype)
         mu_t, mu_next = mu_at(t), mu_at(t + 1)
-        prod = state.mu_product * mu_t
-        m = tree_map(lambda x, m: scalar_as(b1, m) * m + scalar_as(1 - b1, m) * x, g, state.ema)
-        out = tree_map(
-            lambda m, x: scalar_as(mu_next / (1 - prod * mu_next), m) * m
-            + scalar_as((1 - mu_t) / (1 - prod), m) * x,
-            m, g)
-        new_state = NadamMomentumState(count, prod, cast_like(m, state.ema))
-        return stream.add(name, out), new_state
+        prod = prod * mu_t
+        a = per_dtype(lambda _: mu_next / (1 - prod * mu_next))
+        c = per_dtype(lambda _: (1 - mu_t) / (1 - prod))
+        m = tree_map(lambda x, m: b1 * m + (1 - b1) * x, g, state[name])
+        out = tree_map(lambda m, x: a(m) * m + c(m) * x, m, g)
+        return stream.add(name, out), {name: cast_like(m, state[name]), "mu_product": prod}
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    return primitive(init_fn, update_fn, counted=True)
 
 
 # ------------------------------------------------------------------------------------------
@@ -299,58 +278,48 @@ def nadam_momentum(
 # ------------------------------------------------------------------------------------------
 
 
-class SumState(NamedTuple):
-    sum: Any
-
-
-def sum_of_squares(
-    name: str, initial_value: float = 0.0, *, source: str = GRAD
-) -> optax.GradientTransformation:
+def sum_of_squares(name: str, initial_value: float = 0.0, *, source: str = GRAD) -> Primitive:
     r"""Accumulated sum of squares (Adagrad, Duchi et al. 2011):
     :math:`v_t = v_0 + \sum_{i\le t} x_i^2`."""
     _check_name(name)
     _checks.check_nonnegative("initial_value", initial_value)
 
     def init_fn(params):
-        return SumState(zeros_like(params, fill=initial_value))
+        return {name: zeros_like(params, fill=initial_value)}
 
-    def update_fn(updates, state, params=None):
-        del params
-        stream, x = _read_source(updates, state.sum, source, "sum_of_squares")
-        v = tree_map(lambda g, s: s + abs_sq(g), x, state.sum)
-        return stream.add(name, v), SumState(cast_like(v, state.sum))
+    def update_fn(updates, state, params, count, **extra):
+        del params, count, extra
+        stream, x = _read_source(updates, state[name], source, "sum_of_squares")
+        v = tree_map(lambda g, s: s + abs_sq(g), x, state[name])
+        return stream.add(name, v), {name: cast_like(v, state[name])}
 
-    return optax.GradientTransformation(init_fn, update_fn)
-
-
-class RunningMaxState(NamedTuple):
-    max: Any
+    return primitive(init_fn, update_fn, counted=False)
 
 
-def running_max(name: str) -> optax.GradientTransformation:
+def running_max(name: str) -> Primitive:
     r"""Replaces statistic ``name`` in the stream by its running maximum (AMSGrad, Reddi et al.
     2018): :math:`\hat v^{\max}_t = \max(\hat v^{\max}_{t-1}, \hat v_t)`, with
-    :math:`\hat v^{\max}_0 = 0`.
+    :math:`\hat v^{\max}_0 = 0`. The state entry is ``{name}_max``.
 
     Whether the maximum is taken over the bias-corrected or the raw statistic is decided by the
     accumulator before it (optax: debiased; PyTorch: raw, followed by :func:`debias`).
     """
     _check_name(name)
+    key = f"{name}_max"
 
     def init_fn(params):
-        return RunningMaxState(zeros_like(params))
+        return {key: zeros_like(params)}
 
-    def update_fn(updates, state, params=None):
-        del params
-        stream, v = _read_source(updates, state.max, name, "running_max")
-        vmax = tree_map(jnp.maximum, state.max, v)
-        return stream.replace(name, vmax), RunningMaxState(cast_like(vmax, state.max))
+    def update_fn(updates, state, params, count, **extra):
+        del params, count, extra
+        stream, v = _read_source(updates, state[key], name, "running_max")
+        vmax = tree_map(jnp.maximum, state[key], v)
+        return stream.replace(name, vmax), {key: cast_like(vmax, state[key])}
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    return primitive(init_fn, update_fn, counted=False)
 
 
-
-def debias(name: str, decay: float) -> optax.GradientTransformation:
+def debias(name: str, decay: float) -> Primitive:
     r"""Replaces statistic ``name`` by its bias correction :math:`x / (1 - β^t)`.
 
     Lets a bias correction follow another primitive, e.g. PyTorch's AMSGrad, which takes the
@@ -359,19 +328,21 @@ def debias(name: str, decay: float) -> optax.GradientTransformation:
     _check_name(name)
     _checks.check_decay("decay", decay, allow_schedule=False)
 
-    def update_fn(updates, state, params=None):
+    def init_fn(params):
         del params
-        stream = as_stream(updates)
-        count = increment(state.count)
-        out = tree_map(lambda x: x / _bias_correction(decay, count, x), stream[name])
-        return stream.replace(name, out), CountState(count)
+        return optax.EmptyState()
 
-    return optax.GradientTransformation(count_init, update_fn)
+    def update_fn(updates, state, params, count, **extra):
+        del params, extra
+        stream = as_stream(updates, "debias")
+        bc = _bias_correction(decay, increment(count))
+        out = tree_map(lambda x: x / bc(x), stream[name])
+        return stream.replace(name, out), state
+
+    return primitive(init_fn, update_fn, counted=True)
 
 
-def ema_of_abs_max(
-    name: str, decay: float, *, eps: float = 0.0, source: str = GRAD
-) -> optax.GradientTransformation:
+def ema_of_abs_max(name: str, decay: float, *, eps: float = 0.0, source: str = GRAD) -> Primitive:
     r"""Infinity-norm EMA (AdaMax, Kingma & Ba 2015): :math:`u_t = \max(β u_{t-1}, |x_t| + ε)`.
 
     No bias correction is needed for u. ε sits inside the max, as in optax and PyTorch.
@@ -381,16 +352,15 @@ def ema_of_abs_max(
     _checks.check_nonnegative("eps", eps)
 
     def init_fn(params):
-        return SumState(zeros_like(params))
+        return {name: zeros_like(params)}
 
-    def update_fn(updates, state, params=None):
-        del params
-        stream, x = _read_source(updates, state.sum, source, "ema_of_abs_max")
-        u = tree_map(lambda g, u: jnp.maximum(jnp.abs(g) + scalar_as(eps, u),
-                                              scalar_as(decay, u) * u), x, state.sum)
-        return stream.add(name, u), SumState(cast_like(u, state.sum))
+    def update_fn(updates, state, params, count, **extra):
+        del params, count, extra
+        stream, x = _read_source(updates, state[name], source, "ema_of_abs_max")
+        u = tree_map(lambda g, u: jnp.maximum(jnp.abs(g) + eps, decay * u), x, state[name])
+        return stream.add(name, u), {name: cast_like(u, state[name])}
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    return primitive(init_fn, update_fn, counted=False)
 
 
 # ------------------------------------------------------------------------------------------
@@ -405,7 +375,6 @@ class FactoredState(NamedTuple):
     structure of the params.
     """
 
-    count: jax.Array
     v_row: Any
     v_col: Any
     v: Any
@@ -427,6 +396,11 @@ def _factored_dims(shape: tuple[int, ...], factored: bool, min_dim: int):
     return int(order[-2]), int(order[-1])
 
 
+def _zeros_without_axis(p: Any, axis: int) -> jax.Array:
+    """Zeros shaped like ``p`` without ``axis``, with the sharding such a reduction has."""
+    return jnp.zeros_like(jax.eval_shape(lambda x: jnp.sum(x, axis=axis), p))
+
+
 def factored_ema_of_square(
     name: str,
     decay_rate: float = 0.8,
@@ -435,7 +409,7 @@ def factored_ema_of_square(
     min_dim_size_to_factor: int = 128,
     eps: float = 1e-30,
     factored: bool = True,
-) -> optax.GradientTransformation:
+) -> Primitive:
     r"""Factored second moment of Adafactor (Shazeer & Stern 2018).
 
     With :math:`\hat β_t = 1 - t^{-c}` (c = ``decay_rate``) and :math:`G^2_ε = G^2 + ε_1`:
@@ -454,33 +428,36 @@ def factored_ema_of_square(
     _checks.check_int("min_dim_size_to_factor", min_dim_size_to_factor, low=1)
     _checks.check_nonnegative("eps", eps)
 
+    def dims_of(p):
+        return _factored_dims(np.shape(p), factored, min_dim_size_to_factor)
+
     def init_fn(params):
+        def placeholder(p):
+            return jnp.zeros((1,), p.dtype)
+
         def rows(p):
-            dims = _factored_dims(p.shape, factored, min_dim_size_to_factor)
-            return jnp.zeros((1,), p.dtype) if dims is None else jnp.zeros(
-                np.delete(p.shape, dims[1]), p.dtype)
+            dims = dims_of(p)
+            return placeholder(p) if dims is None else _zeros_without_axis(p, dims[1])
 
         def cols(p):
-            dims = _factored_dims(p.shape, factored, min_dim_size_to_factor)
-            return jnp.zeros((1,), p.dtype) if dims is None else jnp.zeros(
-                np.delete(p.shape, dims[0]), p.dtype)
+            dims = dims_of(p)
+            return placeholder(p) if dims is None else _zeros_without_axis(p, dims[0])
 
         def full(p):
-            dims = _factored_dims(p.shape, factored, min_dim_size_to_factor)
-            return jnp.zeros_like(p) if dims is None else jnp.zeros((1,), p.dtype)
+            return jnp.zeros_like(p) if dims_of(p) is None else placeholder(p)
 
-        return FactoredState(new_count(), tree_map(rows, params), tree_map(cols, params),
+        return FactoredState(tree_map(rows, params), tree_map(cols, params),
                              tree_map(full, params))
 
-    def update_fn(updates, state, params=None):
-        del params
+    def update_fn(updates, state, params, count, **extra):
+        del params, extra
         stream, grads = _read_source(updates, state.v, GRAD, "factored_ema_of_square")
         # β̂ is evaluated in float32, as optax does, so trajectories match optax's exactly.
-        t = jnp.asarray(state.count - step_offset + 1, jnp.float32)
+        t = jnp.asarray(count - step_offset + 1, jnp.float32)
         beta = 1.0 - t ** (-decay_rate)
 
         def one(g, r, c, v) -> _Factored:
-            dims = _factored_dims(g.shape, factored, min_dim_size_to_factor)
+            dims = dims_of(g)
             g2 = abs_sq(g) + eps
             if dims is None:
                 v = (beta * v + (1.0 - beta) * g2).astype(v.dtype)
@@ -495,7 +472,7 @@ def factored_ema_of_square(
 
         out = tree_map(one, grads, state.v_row, state.v_col, state.v)
         pick = lambda field: tree_map(lambda o: getattr(o, field), out)  # noqa: E731
-        new_state = FactoredState(increment(state.count), pick("row"), pick("col"), pick("v"))
+        new_state = FactoredState(pick("row"), pick("col"), pick("v"))
         return stream.add(name, pick("v_hat")), new_state
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    return primitive(init_fn, update_fn, counted=True)

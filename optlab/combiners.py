@@ -2,9 +2,9 @@
 
 After a combiner the chain carries an ordinary update tree again (the *ascent* direction;
 :func:`optlab.scale_by_learning_rate` flips the sign), so optax's own transforms can follow.
+Combiners that read the step (sign decays, bias-corrected bounds, RAdam's rectification) read
+the count of the enclosing :func:`optlab.chain`.
 """
-
-from __future__ import annotations
 
 import math
 from collections.abc import Callable
@@ -17,13 +17,13 @@ import optax
 from optlab import _checks
 from optlab.stream import (
     GRAD,
-    CountState,
+    Primitive,
     abs_sq,
     as_stream,
     cast_like,
-    count_init,
     increment,
-    maybe_count_init,
+    per_dtype,
+    primitive,
     scalar_as,
     tree_map,
     zeros_like,
@@ -41,10 +41,19 @@ __all__ = [
 ]
 
 
-
 def _empty_init(params):
     del params
     return optax.EmptyState()
+
+
+def _combiner(combine, *, counted: bool = False, who: str) -> Primitive:
+    """A stateless combiner: ``combine(stream, count) -> update tree``."""
+
+    def update_fn(updates, state, params, count, **extra):
+        del params, extra
+        return combine(as_stream(updates, who), count), state
+
+    return primitive(_empty_init, update_fn, counted=counted)
 
 
 def _is_positive_constant(x: Any) -> bool:
@@ -52,14 +61,14 @@ def _is_positive_constant(x: Any) -> bool:
     return value is not None and value > 0
 
 
-def select(name: str) -> optax.GradientTransformation:
+def _is_zero_constant(x: Any) -> bool:
+    return _checks._concrete_scalar(x) == 0.0
+
+
+def select(name: str) -> Primitive:
     """Returns statistic ``name`` as the update (e.g. the momentum of SGD)."""
 
-    def update_fn(updates, state, params=None):
-        del params
-        return as_stream(updates)[name], state
-
-    return optax.GradientTransformation(_empty_init, update_fn)
+    return _combiner(lambda stream, count: stream[name], who="select")
 
 
 def ratio(
@@ -70,7 +79,7 @@ def ratio(
     eps_root: float = 0.0,
     center: str | None = None,
     sqrt: bool = True,
-) -> optax.GradientTransformation:
+) -> Primitive:
     r"""Adaptive ratio :math:`u = n / (\sqrt{d - c^2 + ε_{root}} + ε)`.
 
     The Adam family (Kingma & Ba 2015) reads ``("m", "v")``; RMSprop and Adagrad read
@@ -83,25 +92,32 @@ def ratio(
     _checks.check_nonnegative("eps", eps)
     _checks.check_nonnegative("eps_root", eps_root)
     guard = not (_is_positive_constant(eps) or (sqrt and _is_positive_constant(eps_root)))
+    # Constant zeros are left out of the jaxpr: no per-leaf ``+ 0``.
+    add_eps, add_eps_root = not _is_zero_constant(eps), not _is_zero_constant(eps_root)
 
     def one(n, d, c=None):
         if c is not None:
             d = d - abs_sq(c)
-        den = (jnp.sqrt(d + scalar_as(eps_root, d)) if sqrt else d) + scalar_as(eps, d)
-        out = n / den
-        if guard:
-            out = jnp.where(den > 0, out, jnp.zeros_like(out))
-        return out.astype(n.dtype)
+        if add_eps_root:
+            d = d + scalar_as(eps_root, d)
+        if sqrt and not add_eps and not guard:
+            out = n * jax.lax.rsqrt(d)  # ε inside the root only (optax's RMSprop / Adagrad)
+        else:
+            den = jnp.sqrt(d) if sqrt else d
+            if add_eps:
+                den = den + scalar_as(eps, den)
+            out = n / den
+            if guard:
+                out = jnp.where(den > 0, out, jnp.zeros_like(out))
+        return out if out.dtype == n.dtype else out.astype(n.dtype)
 
-    def update_fn(updates, state, params=None):
-        del params
-        stream = as_stream(updates)
+    def combine(stream, count):
         args = [stream[numerator], stream[denominator]]
         if center is not None:
             args.append(stream[center])
-        return tree_map(one, *args), state
+        return tree_map(one, *args)
 
-    return optax.GradientTransformation(_empty_init, update_fn)
+    return _combiner(combine, who="ratio")
 
 
 def sign_agreement(
@@ -113,7 +129,7 @@ def sign_agreement(
     alpha: float = 1.0,
     sign_decay: Callable[[jax.Array], jax.Array] | None = None,
     magnitude: str = GRAD,
-) -> optax.GradientTransformation:
+) -> Primitive:
     r"""Sign-agreement scaling of Bello et al. (2017), TF-contrib semantics.
 
     With :math:`s_t` = ``sign_decay(step)`` (step 0 at the first update; 1 without decay) and
@@ -131,28 +147,24 @@ def sign_agreement(
     _checks.check_callable_or_none("sign_decay", sign_decay)
     log_base = math.log(base) if isinstance(base, (int, float)) else jnp.log(base)
 
-    def update_fn(updates, state, params=None):
-        del params
-        stream = as_stream(updates)
-        s = 1.0 if sign_decay is None else sign_decay(state.count)
+    def combine(stream, count):
+        s = 1.0 if sign_decay is None else sign_decay(count)
+        scale = per_dtype(lambda _: log_base * s if mode == "power" else s)
+        a0 = per_dtype(lambda _: alpha)
 
         def one(x, y, g):
             agree = jnp.sign(x) * jnp.sign(y)
-            if mode == "power":
-                mult = jnp.exp(scalar_as(log_base * s, g) * agree)
-            else:
-                mult = scalar_as(alpha, g) + scalar_as(s, g) * agree
+            mult = jnp.exp(scale(g) * agree) if mode == "power" else a0(g) + scale(g) * agree
             return (mult * g).astype(g.dtype)
 
-        out = tree_map(one, stream[a], stream[b], stream[magnitude])
-        return out, CountState(increment(state.count))
+        return tree_map(one, stream[a], stream[b], stream[magnitude])
 
-    return optax.GradientTransformation(maybe_count_init(sign_decay is not None), update_fn)
+    return _combiner(combine, counted=sign_decay is not None, who="sign_agreement")
 
 
 def sign_of(
     a: str = GRAD, b: str | None = None, *, weight: float = 1.0
-) -> optax.GradientTransformation:
+) -> Primitive:
     r"""Sign of a statistic or of an interpolation of two: :math:`u = \mathrm{sign}(w a + (1-w) b)`.
 
     ``sign_of("g")`` is signSGD (Bernstein et al. 2018), ``sign_of("m")`` signum, and
@@ -164,13 +176,11 @@ def sign_of(
         z = x if y is None else scalar_as(weight, x) * x + scalar_as(1 - weight, y) * y
         return jnp.sign(z).astype(x.dtype)
 
-    def update_fn(updates, state, params=None):
-        del params
-        stream = as_stream(updates)
+    def combine(stream, count):
         args = [stream[a]] if b is None else [stream[a], stream[b]]
-        return tree_map(one, *args), state
+        return tree_map(one, *args)
 
-    return optax.GradientTransformation(_empty_init, update_fn)
+    return _combiner(combine, who="sign_of")
 
 
 def bounded_ratio(
@@ -182,7 +192,7 @@ def bounded_ratio(
     eps: float = 1e-8,
     final_lr: float = 0.1,
     gamma: float = 1e-3,
-) -> optax.GradientTransformation:
+) -> Primitive:
     r"""AdaBound / AMSBound's clipped per-coordinate step (Luo et al. 2019, authors' code).
 
     Reads the *raw* moments m and v; with t the step (1 first) and bounds relative to the
@@ -202,23 +212,19 @@ def bounded_ratio(
     _checks.check_nonnegative("final_lr", final_lr)
     _checks.check_positive("gamma", gamma)
 
-    def update_fn(updates, state, params=None):
-        del params
-        stream = as_stream(updates)
-        count = increment(state.count)
-        t = count.astype(jnp.result_type(float))
-        step = jnp.sqrt(1 - b2**t) / (1 - b1**t)
-        lower = final_lr * (1 - 1 / (gamma * t + 1))
-        upper = final_lr * (1 + 1 / (gamma * t))
+    def combine(stream, count):
+        t = increment(count).astype(jnp.result_type(float))
+        step = per_dtype(lambda _: jnp.sqrt(1 - b2**t) / (1 - b1**t))
+        lower = per_dtype(lambda _: final_lr * (1 - 1 / (gamma * t + 1)))
+        upper = per_dtype(lambda _: final_lr * (1 + 1 / (gamma * t)))
 
         def one(m, v):
-            size = scalar_as(step, v) / (jnp.sqrt(v) + scalar_as(eps, v))
-            return (jnp.clip(size, scalar_as(lower, v), scalar_as(upper, v)) * m).astype(m.dtype)
+            size = step(v) / (jnp.sqrt(v) + eps)
+            return (jnp.clip(size, lower(v), upper(v)) * m).astype(m.dtype)
 
-        out = tree_map(one, stream[numerator], stream[denominator])
-        return out, CountState(count)
+        return tree_map(one, stream[numerator], stream[denominator])
 
-    return optax.GradientTransformation(count_init, update_fn)
+    return _combiner(combine, counted=True, who="bounded_ratio")
 
 
 class RmsRatioState(NamedTuple):
@@ -229,7 +235,7 @@ class RmsRatioState(NamedTuple):
 
 def rms_ratio(
     numerator: str = GRAD, denominator: str = "v", *, rho: float = 0.9, eps: float = 1e-6
-) -> optax.GradientTransformation:
+) -> Primitive:
     r"""Adadelta's ratio of update RMS to gradient RMS (Zeiler 2012).
 
     .. math::
@@ -245,9 +251,9 @@ def rms_ratio(
     def init_fn(params):
         return RmsRatioState(zeros_like(params))
 
-    def update_fn(updates, state, params=None):
-        del params
-        stream = as_stream(updates)
+    def update_fn(updates, state, params, count, **extra):
+        del params, count, extra
+        stream = as_stream(updates, "rms_ratio")
 
         def one(g, v, ex):
             return (jnp.sqrt(ex + scalar_as(eps, ex)) / jnp.sqrt(v + scalar_as(eps, v))) * g
@@ -257,7 +263,7 @@ def rms_ratio(
                       dx, state.delta_sq)
         return dx, RmsRatioState(cast_like(ex, state.delta_sq))
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    return primitive(init_fn, update_fn, counted=False)
 
 
 def rectified_ratio(
@@ -269,7 +275,7 @@ def rectified_ratio(
     eps_root: float = 0.0,
     threshold: float = 5.0,
     eps_on_raw_v: bool = False,
-) -> optax.GradientTransformation:
+) -> Primitive:
     r"""RAdam's rectified adaptive ratio (Liu et al. 2020), reading debiased m̂ and v̂.
 
     .. math::
@@ -286,11 +292,8 @@ def rectified_ratio(
     _checks.check_number("threshold", threshold)
     rho_inf = 2.0 / (1.0 - b2) - 1.0
 
-    def update_fn(updates, state, params=None):
-        del params
-        stream = as_stream(updates)
-        count = increment(state.count)
-        t = count.astype(jnp.result_type(float))
+    def combine(stream, count):
+        t = increment(count).astype(jnp.result_type(float))
         b2t = b2**t
         rho = rho_inf - 2 * t * b2t / (1 - b2t)
         r = jnp.sqrt((rho - 4.0) * (rho - 2.0) * rho_inf
@@ -302,6 +305,6 @@ def rectified_ratio(
                                              + scalar_as(eps_t, v))
             return jnp.where(rho >= threshold, adapted, m).astype(m.dtype)
 
-        return tree_map(one, stream[numerator], stream[denominator]), CountState(count)
+        return tree_map(one, stream[numerator], stream[denominator])
 
-    return optax.GradientTransformation(count_init, update_fn)
+    return _combiner(combine, counted=True, who="rectified_ratio")

@@ -6,8 +6,6 @@ PyTorch convention where the two libraries differ. Notation: g gradient, t step 
 η learning rate (constant or schedule), λ weight decay; every update is applied as θ ← θ + u.
 """
 
-from __future__ import annotations
-
 import functools
 import math
 from collections.abc import Callable
@@ -15,6 +13,7 @@ from typing import Any
 
 import jax
 import optax
+from optax import ScalarOrSchedule
 
 from optlab import _checks
 from optlab.accumulators import (
@@ -43,10 +42,15 @@ from optlab.regularizers import (
     l2_penalty,
     scale_by_learning_rate,
 )
+from optlab.stream import Primitive
+from optlab.stream import chain as _chain
 
-ScalarOrSchedule = float | jax.Array | Callable[[jax.Array], jax.Array]
 Mask = Any | Callable[[Any], Any] | None
-chain = optax.chain
+
+
+def chain(*transforms: optax.GradientTransformation | None) -> Primitive:
+    """:func:`optlab.chain` of the given transforms, skipping ``None`` (an unused option)."""
+    return _chain(*(t for t in transforms if t is not None))
 
 __all__ = [
     "adabound",
@@ -92,10 +96,6 @@ def _check_args(**args: Any) -> None:
             _checks.check_nonnegative(name, value, allow_schedule=name.startswith("weight"))
 
 
-def _identity() -> optax.GradientTransformation:
-    return optax.identity()
-
-
 # ------------------------------------------------------------------------------------------
 # SGD family
 # ------------------------------------------------------------------------------------------
@@ -106,7 +106,7 @@ def sgd(
     momentum: float | None = None,
     nesterov: bool = False,
     accumulator_dtype: Any = None,
-) -> optax.GradientTransformation:
+) -> Primitive:
     r"""SGD, with optional heavy-ball or Nesterov momentum μ (Polyak 1964; Sutskever et al. 2013).
 
     :math:`m_t = g_t + μ m_{t-1}`; :math:`u_t = -η m_t` (Nesterov: :math:`-η(g_t + μ m_t)`).
@@ -116,8 +116,8 @@ def sgd(
     if momentum is None:
         return chain(scale_by_learning_rate(learning_rate))
     return chain(
-        trace("m", momentum, nesterov=nesterov, dtype=accumulator_dtype),
-        select("m"),
+        trace("trace", momentum, nesterov=nesterov, dtype=accumulator_dtype),
+        select("trace"),
         scale_by_learning_rate(learning_rate),
     )
 
@@ -128,7 +128,7 @@ def sgdw(
     weight_decay: ScalarOrSchedule = 5e-4,
     nesterov: bool = False,
     mask: Mask = None,
-) -> optax.GradientTransformation:
+) -> Primitive:
     r"""SGD with decoupled weight decay, SGDW (Loshchilov & Hutter 2019).
 
     :math:`m_t = g_t + μ m_{t-1}`, :math:`u_t = -η_t (m_t + λ θ_{t-1})`: the decay is not
@@ -137,8 +137,8 @@ def sgdw(
     """
     _check_args(learning_rate=learning_rate, momentum=momentum, weight_decay=weight_decay)
     return chain(
-        trace("m", momentum, nesterov=nesterov) if momentum is not None else _identity(),
-        select("m") if momentum is not None else _identity(),
+        trace("trace", momentum, nesterov=nesterov) if momentum is not None else None,
+        select("trace") if momentum is not None else None,
         decoupled_weight_decay(weight_decay, mask),
         scale_by_learning_rate(learning_rate),
     )
@@ -149,7 +149,7 @@ def noisy_sgd(
     eta: float = 0.01,
     gamma: float = 0.55,
     key: jax.Array | int = 0,
-) -> optax.GradientTransformation:
+) -> Primitive:
     r"""SGD on gradients with annealed Gaussian noise (Neelakantan et al. 2015).
 
     :math:`u_t = -η(g_t + ε_t)`, :math:`ε_t \sim \mathcal N(0, \mathrm{eta}/(1+t)^γ)`.
@@ -158,18 +158,18 @@ def noisy_sgd(
     return chain(gradient_noise(eta, gamma, key), scale_by_learning_rate(learning_rate))
 
 
-def sign_sgd(learning_rate: ScalarOrSchedule) -> optax.GradientTransformation:
+def sign_sgd(learning_rate: ScalarOrSchedule) -> Primitive:
     r"""signSGD (Bernstein et al. 2018): :math:`u_t = -η\,\mathrm{sign}(g_t)`."""
     return chain(sign_of("g"), scale_by_learning_rate(learning_rate))
 
 
 def signum(
     learning_rate: ScalarOrSchedule, beta: float = 0.9, accumulator_dtype: Any = None
-) -> optax.GradientTransformation:
+) -> Primitive:
     r"""Signum (Bernstein et al. 2018): :math:`m_t = βm_{t-1} + (1-β)g_t`,
     :math:`u_t = -η\,\mathrm{sign}(m_t)`."""
     _check_args(learning_rate=learning_rate)
-    return chain(ema("m", beta, dtype=accumulator_dtype), sign_of("m"),
+    return chain(ema("mu", beta, dtype=accumulator_dtype), sign_of("mu"),
                  scale_by_learning_rate(learning_rate))
 
 
@@ -184,7 +184,7 @@ def adagrad(
     eps: float = 1e-7,
     *,
     eps_in_sqrt: bool = True,
-) -> optax.GradientTransformation:
+) -> Primitive:
     r"""Adagrad (Duchi et al. 2011).
 
     :math:`v_t = v_0 + \sum_{i \le t} g_i^2`; :math:`u_t = -η g_t/\sqrt{v_t + ε}` (optax), or
@@ -194,8 +194,9 @@ def adagrad(
     _check_args(learning_rate=learning_rate, initial_accumulator_value=initial_accumulator_value,
         eps=eps)
     return chain(
-        sum_of_squares("v", initial_accumulator_value),
-        ratio("g", "v", eps=0.0, eps_root=eps) if eps_in_sqrt else ratio("g", "v", eps=eps),
+        sum_of_squares("sum_of_squares", initial_accumulator_value),
+        ratio("g", "sum_of_squares", eps=0.0, eps_root=eps) if eps_in_sqrt
+        else ratio("g", "sum_of_squares", eps=eps),
         scale_by_learning_rate(learning_rate),
     )
 
@@ -206,7 +207,7 @@ def adadelta(
     eps: float = 1e-6,
     weight_decay: ScalarOrSchedule = 0.0,
     weight_decay_mask: Mask = None,
-) -> optax.GradientTransformation:
+) -> Primitive:
     r"""Adadelta (Zeiler 2012).
 
     .. math::
@@ -224,8 +225,8 @@ def adadelta(
                          "(optax's None steps uphill); Zeiler's Adadelta uses 1.0")
     return chain(
         l2_penalty(weight_decay, weight_decay_mask),
-        ema_of_square("v", rho),
-        rms_ratio("g", "v", rho=rho, eps=eps),
+        ema_of_square("e_g", rho),
+        rms_ratio("g", "e_g", rho=rho, eps=eps),
         scale_by_learning_rate(learning_rate),
     )
 
@@ -240,7 +241,7 @@ def rmsprop(
     momentum: float | None = None,
     nesterov: bool = False,
     bias_correction: bool = False,
-) -> optax.GradientTransformation:
+) -> Primitive:
     r"""RMSprop (Tieleman & Hinton 2012), optionally centered (Graves 2013) and with momentum.
 
     :math:`v_t = ρv_{t-1} + (1-ρ)g_t^2` (centered: also :math:`\bar g_t = ρ\bar g_{t-1} +
@@ -253,12 +254,12 @@ def rmsprop(
         momentum=momentum)
     eps_kw = {"eps": 0.0, "eps_root": eps} if eps_in_sqrt else {"eps": eps}
     return chain(
-        ema("gbar", decay, debias=bias_correction) if centered else _identity(),
-        ema_of_square("v", decay, debias=bias_correction, initial_value=initial_scale),
-        ratio("g", "v", center="gbar" if centered else None, **eps_kw),
+        ema("mu", decay, debias=bias_correction) if centered else None,
+        ema_of_square("nu", decay, debias=bias_correction, initial_value=initial_scale),
+        ratio("g", "nu", center="mu" if centered else None, **eps_kw),
         scale_by_learning_rate(learning_rate),
-        trace("b", momentum, nesterov=nesterov) if momentum is not None else _identity(),
-        select("b") if momentum is not None else _identity(),
+        trace("trace", momentum, nesterov=nesterov) if momentum is not None else None,
+        select("trace") if momentum is not None else None,
     )
 
 
@@ -276,7 +277,7 @@ def adam(
     mu_dtype: Any = None,
     *,
     nesterov: bool = False,
-) -> optax.GradientTransformation:
+) -> Primitive:
     r"""Adam (Kingma & Ba 2015).
 
     .. math::
@@ -289,9 +290,9 @@ def adam(
     """
     _check_args(learning_rate=learning_rate, b1=b1, b2=b2, eps=eps, eps_root=eps_root)
     return chain(
-        ema("m", b1, debias=True, nesterov=nesterov, dtype=mu_dtype),
-        ema_of_square("v", b2, debias=True),
-        ratio("m", "v", eps=eps, eps_root=eps_root),
+        ema("mu", b1, debias=True, nesterov=nesterov, dtype=mu_dtype),
+        ema_of_square("nu", b2, debias=True),
+        ratio("mu", "nu", eps=eps, eps_root=eps_root),
         scale_by_learning_rate(learning_rate),
     )
 
@@ -307,7 +308,7 @@ def adamw(
     mask: Mask = None,
     *,
     nesterov: bool = False,
-) -> optax.GradientTransformation:
+) -> Primitive:
     r"""AdamW, Adam with decoupled weight decay (Loshchilov & Hutter 2019).
 
     :math:`u_t = -η_t\big(\hat m_t/(\sqrt{\hat v_t + ε_{root}} + ε) + λθ_{t-1}\big)`, the
@@ -317,9 +318,9 @@ def adamw(
     _check_args(learning_rate=learning_rate, b1=b1, b2=b2, eps=eps, eps_root=eps_root,
         weight_decay=weight_decay)
     return chain(
-        ema("m", b1, debias=True, nesterov=nesterov, dtype=mu_dtype),
-        ema_of_square("v", b2, debias=True),
-        ratio("m", "v", eps=eps, eps_root=eps_root),
+        ema("mu", b1, debias=True, nesterov=nesterov, dtype=mu_dtype),
+        ema_of_square("nu", b2, debias=True),
+        ratio("mu", "nu", eps=eps, eps_root=eps_root),
         decoupled_weight_decay(weight_decay, mask),
         scale_by_learning_rate(learning_rate),
     )
@@ -334,7 +335,7 @@ def nadam(
     mu_dtype: Any = None,
     *,
     momentum_decay: float | None = None,
-) -> optax.GradientTransformation:
+) -> Primitive:
     r"""NAdam, Adam with Nesterov momentum (Dozat 2016).
 
     Default (optax): :math:`\hat m_t = β_1 m_t/(1-β_1^{t+1}) + (1-β_1)g_t/(1-β_1^t)`.
@@ -345,12 +346,12 @@ def nadam(
     """
     _check_args(learning_rate=learning_rate, b1=b1, b2=b2, eps=eps, eps_root=eps_root,
         momentum_decay=momentum_decay)
-    first = (ema("m", b1, debias=True, nesterov=True, dtype=mu_dtype) if momentum_decay is None
-             else nadam_momentum("m", b1, momentum_decay, dtype=mu_dtype))
+    first = (ema("mu", b1, debias=True, nesterov=True, dtype=mu_dtype) if momentum_decay is None
+             else nadam_momentum("mu", b1, momentum_decay, dtype=mu_dtype))
     return chain(
         first,
-        ema_of_square("v", b2, debias=True),
-        ratio("m", "v", eps=eps, eps_root=eps_root),
+        ema_of_square("nu", b2, debias=True),
+        ratio("mu", "nu", eps=eps, eps_root=eps_root),
         scale_by_learning_rate(learning_rate),
     )
 
@@ -364,7 +365,7 @@ def amsgrad(
     mu_dtype: Any = None,
     *,
     debias_before_max: bool = True,
-) -> optax.GradientTransformation:
+) -> Primitive:
     r"""AMSGrad (Reddi et al. 2018): Adam with the running maximum of the second moment.
 
     Default (optax): :math:`\hat v^{\max}_t = \max(\hat v^{\max}_{t-1}, v_t/(1-β_2^t))`.
@@ -374,27 +375,27 @@ def amsgrad(
     """
     _check_args(learning_rate=learning_rate, b1=b1, b2=b2, eps=eps, eps_root=eps_root)
     if debias_before_max:
-        second = (ema_of_square("v", b2, debias=True), running_max("v"))
+        second = (ema_of_square("nu", b2, debias=True), running_max("nu"))
     else:
-        second = (ema_of_square("v", b2), running_max("v"), debias("v", b2))
+        second = (ema_of_square("nu", b2), running_max("nu"), debias("nu", b2))
     return chain(
-        ema("m", b1, debias=True, dtype=mu_dtype),
+        ema("mu", b1, debias=True, dtype=mu_dtype),
         *second,
-        ratio("m", "v", eps=eps, eps_root=eps_root),
+        ratio("mu", "nu", eps=eps, eps_root=eps_root),
         scale_by_learning_rate(learning_rate),
     )
 
 
 def adamax(
     learning_rate: ScalarOrSchedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8
-) -> optax.GradientTransformation:
+) -> Primitive:
     r"""AdaMax (Kingma & Ba 2015, §7.1): :math:`u_t = \max(β_2 u_{t-1}, |g_t| + ε)`,
     :math:`Δ_t = -η\,\hat m_t / u_t`; same as optax and ``torch.optim.Adamax``."""
     _check_args(learning_rate=learning_rate, b1=b1, b2=b2, eps=eps)
     return chain(
-        ema("m", b1, debias=True),
-        ema_of_abs_max("u", b2, eps=eps),
-        ratio("m", "u", eps=0.0, sqrt=False),
+        ema("mu", b1, debias=True),
+        ema_of_abs_max("nu", b2, eps=eps),
+        ratio("mu", "nu", eps=0.0, sqrt=False),
         scale_by_learning_rate(learning_rate),
     )
 
@@ -409,16 +410,16 @@ def radam(
     *,
     nesterov: bool = False,
     eps_on_raw_v: bool = False,
-) -> optax.GradientTransformation:
+) -> Primitive:
     r"""Rectified Adam (Liu et al. 2020): Adam's ratio scaled by the variance rectification
     :math:`r_t` once :math:`ρ_t ≥` ``threshold``, plain momentum SGD before
     (:func:`optlab.combiners.rectified_ratio`). ``eps_on_raw_v=True`` places ε as
     ``torch.optim.RAdam`` does."""
     _check_args(learning_rate=learning_rate, b1=b1, b2=b2, eps=eps, eps_root=eps_root)
     return chain(
-        ema("m", b1, debias=True, nesterov=nesterov),
-        ema_of_square("v", b2, debias=True),
-        rectified_ratio("m", "v", b2=b2, eps=eps, eps_root=eps_root, threshold=threshold,
+        ema("mu", b1, debias=True, nesterov=nesterov),
+        ema_of_square("nu", b2, debias=True),
+        rectified_ratio("mu", "nu", b2=b2, eps=eps, eps_root=eps_root, threshold=threshold,
                         eps_on_raw_v=eps_on_raw_v),
         scale_by_learning_rate(learning_rate),
     )
@@ -434,7 +435,7 @@ def adabound(
     amsbound: bool = False,
     weight_decay: float = 0.0,
     base_lr: float | None = None,
-) -> optax.GradientTransformation:
+) -> Primitive:
     r"""AdaBound / AMSBound (Luo et al. 2019), with the semantics of the authors' code.
 
     .. math::
@@ -459,11 +460,11 @@ def adabound(
         base_lr = learning_rate
     _checks.check_positive("base_lr", base_lr)
     return chain(
-        l2_penalty(weight_decay) if weight_decay != 0.0 else _identity(),
-        ema("m", b1),
-        ema_of_square("v", b2),
-        running_max("v") if amsbound else _identity(),
-        bounded_ratio("m", "v", b1=b1, b2=b2, eps=eps, final_lr=final_lr / base_lr, gamma=gamma),
+        l2_penalty(weight_decay) if weight_decay != 0.0 else None,
+        ema("mu", b1),
+        ema_of_square("nu", b2),
+        running_max("nu") if amsbound else None,
+        bounded_ratio("mu", "nu", b1=b1, b2=b2, eps=eps, final_lr=final_lr / base_lr, gamma=gamma),
         scale_by_learning_rate(learning_rate),
     )
 
@@ -485,7 +486,7 @@ def adafactor(
     eps: float = 1e-30,
     factored: bool = True,
     weight_decay_mask: Mask = None,
-) -> optax.GradientTransformation:
+) -> Primitive:
     r"""Adafactor (Shazeer & Stern 2018), with optax's arguments.
 
     :math:`\hat V_t` the factored second moment (:func:`optlab.accumulators.factored_ema_of_square`,
@@ -510,13 +511,13 @@ def adafactor(
                                factored=factored),
         ratio("g", "v", eps=0.0),
         optax.clip_by_block_rms(clipping_threshold) if clipping_threshold is not None
-        else _identity(),
+        else None,
         scale_by_learning_rate(learning_rate, flip_sign=False),
-        optax.scale_by_param_block_rms() if multiply_by_parameter_scale else _identity(),
-        ema("m", momentum, dtype=dtype_momentum) if momentum is not None else _identity(),
-        select("m") if momentum is not None else _identity(),
+        optax.scale_by_param_block_rms() if multiply_by_parameter_scale else None,
+        ema("mu", momentum, dtype=dtype_momentum) if momentum is not None else None,
+        select("mu") if momentum is not None else None,
         decoupled_weight_decay(weight_decay_rate, weight_decay_mask)
-        if weight_decay_rate is not None else _identity(),
+        if weight_decay_rate is not None else None,
         optax.scale(-1.0),
     )
 
@@ -539,7 +540,7 @@ def lion(
     mu_dtype: Any = None,
     weight_decay: ScalarOrSchedule = 1e-3,
     mask: Mask = None,
-) -> optax.GradientTransformation:
+) -> Primitive:
     r"""Lion (Chen et al. 2023).
 
     :math:`c_t = β_1 m_{t-1} + (1-β_1)g_t`, :math:`u_t = -η(\mathrm{sign}(c_t) + λθ)`,
@@ -547,8 +548,8 @@ def lion(
     """
     _check_args(learning_rate=learning_rate, b1=b1, b2=b2, weight_decay=weight_decay)
     return chain(
-        ema("m", b2, emit="previous", dtype=mu_dtype),
-        sign_of("m", "g", weight=b1),
+        ema("mu", b2, emit="previous", dtype=mu_dtype),
+        sign_of("mu", "g", weight=b1),
         decoupled_weight_decay(weight_decay, mask),
         scale_by_learning_rate(learning_rate),
     )
@@ -559,7 +560,7 @@ def powersign(
     base: float = math.e,
     beta: float = 0.9,
     sign_decay: Callable[[jax.Array], jax.Array] | None = None,
-) -> optax.GradientTransformation:
+) -> Primitive:
     r"""PowerSign (Bello et al. 2017), TF-contrib semantics.
 
     :math:`m_t = βm_{t-1} + (1-β)g_t`,
@@ -568,8 +569,8 @@ def powersign(
     """
     _check_args(learning_rate=learning_rate, beta=beta)
     return chain(
-        ema("m", beta),
-        sign_agreement("g", "m", mode="power", base=base, sign_decay=sign_decay),
+        ema("mu", beta),
+        sign_agreement("g", "mu", mode="power", base=base, sign_decay=sign_decay),
         scale_by_learning_rate(learning_rate),
     )
 
@@ -579,7 +580,7 @@ def addsign(
     alpha: float = 1.0,
     beta: float = 0.9,
     sign_decay: Callable[[jax.Array], jax.Array] | None = None,
-) -> optax.GradientTransformation:
+) -> Primitive:
     r"""AddSign (Bello et al. 2017), TF-contrib semantics.
 
     :math:`m_t = βm_{t-1} + (1-β)g_t`,
@@ -587,7 +588,7 @@ def addsign(
     """
     _check_args(learning_rate=learning_rate, alpha=alpha, beta=beta)
     return chain(
-        ema("m", beta),
-        sign_agreement("g", "m", mode="add", alpha=alpha, sign_decay=sign_decay),
+        ema("mu", beta),
+        sign_agreement("g", "mu", mode="add", alpha=alpha, sign_decay=sign_decay),
         scale_by_learning_rate(learning_rate),
     )

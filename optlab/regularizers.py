@@ -5,8 +5,6 @@ All act on plain update trees: coupled L2 and gradient noise go before the first
 scaling go after the combiner.
 """
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -14,20 +12,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from optax import ScalarOrSchedule
 
 from optlab import _checks
 from optlab.stream import (
-    CountState,
+    Primitive,
     check_same_structure,
     expect_plain,
     increment,
-    maybe_count_init,
-    new_count,
-    scalar_as,
+    per_dtype,
+    primitive,
     tree_map,
 )
 
-ScalarOrSchedule = float | jax.Array | Callable[[jax.Array], jax.Array]
 Mask = Any | Callable[[Any], Any] | None
 
 __all__ = [
@@ -38,32 +35,41 @@ __all__ = [
 ]
 
 
+def _empty_init(params):
+    del params
+    return optax.EmptyState()
 
-def _add_scaled_params(rate: ScalarOrSchedule, who: str) -> optax.GradientTransformation:
-    """u ← u + λ_t θ, the shared body of coupled and decoupled weight decay."""
 
-    def update_fn(updates, state, params=None):
+def _add_scaled_params(rate: ScalarOrSchedule, mask: Mask, who: str) -> Primitive:
+    """u ← u + λ_t θ on the leaves ``mask`` selects: the body of coupled and decoupled weight
+    decay. ``mask`` is a tree of bools (a prefix of the params) or a function of the params,
+    as in ``optax.masked``; it is applied here so the decay shares the chain's step counter."""
+
+    def update_fn(updates, state, params, count, **extra):
+        del extra
         expect_plain(updates, who)
-        new_state = CountState(increment(state.count))
         if not callable(rate) and _checks._concrete_scalar(rate) == 0.0:
-            return updates, new_state
+            return updates, state
         if params is None:
             raise ValueError(f"{who} needs params: call update(updates, state, params)")
         check_same_structure(params, updates, f"{who}: params", "the updates")
-        lam = _checks.resolve(rate, state.count)
-        out = tree_map(lambda u, p: u + scalar_as(lam, u) * p, updates, params)
-        return out, new_state
+        lam = per_dtype(lambda _: _checks.resolve(rate, count))
 
-    return optax.GradientTransformation(maybe_count_init(callable(rate)), update_fn)
+        def decay(u, p):
+            return tree_map(lambda u, p: u + lam(u) * p, u, p)
 
+        if mask is None:
+            return decay(updates, params), state
+        keep = mask(params) if callable(mask) else mask
+        out = jax.tree.map(lambda k, u, p: decay(u, p) if k else u, keep, updates, params)
+        return out, state
 
-def _with_mask(tx: optax.GradientTransformation, mask: Mask) -> optax.GradientTransformation:
-    return tx if mask is None else optax.masked(tx, mask)
+    return primitive(_empty_init, update_fn, counted=callable(rate))
 
 
 def decoupled_weight_decay(
     weight_decay: ScalarOrSchedule = 1e-4, mask: Mask = None
-) -> optax.GradientTransformation:
+) -> Primitive:
     r"""Decoupled weight decay (Loshchilov & Hutter 2019): :math:`u \leftarrow u + λ_t θ`.
 
     Place it after the combiner and before :func:`scale_by_learning_rate`, so the step is
@@ -72,12 +78,12 @@ def decoupled_weight_decay(
     ``mask`` (a tree of bools or a function of the params) selects the leaves to decay.
     """
     _checks.check_nonnegative("weight_decay", weight_decay, allow_schedule=True)
-    return _with_mask(_add_scaled_params(weight_decay, "decoupled_weight_decay"), mask)
+    return _add_scaled_params(weight_decay, mask, "decoupled_weight_decay")
 
 
 def l2_penalty(
     weight_decay: ScalarOrSchedule = 1e-4, mask: Mask = None
-) -> optax.GradientTransformation:
+) -> Primitive:
     r"""Coupled L2 regularisation: :math:`g \leftarrow g + λ θ`, the gradient of
     :math:`\tfrac{λ}{2}\lVert θ\rVert^2`.
 
@@ -85,17 +91,16 @@ def l2_penalty(
     (``weight_decay`` of ``torch.optim.Adam`` / ``SGD`` / ``RMSprop``).
     """
     _checks.check_nonnegative("weight_decay", weight_decay, allow_schedule=True)
-    return _with_mask(_add_scaled_params(weight_decay, "l2_penalty"), mask)
+    return _add_scaled_params(weight_decay, mask, "l2_penalty")
 
 
 class NoiseState(NamedTuple):
-    count: jax.Array
     key: jax.Array
 
 
 def gradient_noise(
     eta: float = 0.01, gamma: float = 0.55, key: jax.Array | int = 0
-) -> optax.GradientTransformation:
+) -> Primitive:
     r"""Annealed Gaussian gradient noise (Neelakantan et al. 2015).
 
     .. math:: g_t \leftarrow g_t + \mathcal N(0, σ_t^2),\qquad σ_t^2 = η / (1 + t)^γ
@@ -110,19 +115,19 @@ def gradient_noise(
 
     def init_fn(params):
         del params
-        return NoiseState(new_count(), _canonical_key(key))
+        return NoiseState(_canonical_key(key))
 
-    def update_fn(updates, state, params=None):
-        del params
+    def update_fn(updates, state, params, count, **extra):
+        del params, extra
         expect_plain(updates, "gradient_noise")
-        count = increment(state.count)
-        std = jnp.sqrt(eta / count.astype(jnp.result_type(float)) ** gamma)
+        t = increment(count).astype(jnp.result_type(float))
+        std = per_dtype(lambda _: jnp.sqrt(eta / t**gamma))
         key, sample_key = jax.random.split(state.key)
         noise = optax.tree.random_like(sample_key, updates, jax.random.normal)
-        out = tree_map(lambda g, n: g + scalar_as(std, g) * n.astype(g.dtype), updates, noise)
-        return out, NoiseState(count, key)
+        out = tree_map(lambda g, n: g + std(g) * n.astype(g.dtype), updates, noise)
+        return out, NoiseState(key)
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    return primitive(init_fn, update_fn, counted=True)
 
 
 def _is_typed_key(key: Any) -> bool:
@@ -152,7 +157,7 @@ def _canonical_key(key: Any) -> jax.Array:
 
 def scale_by_learning_rate(
     learning_rate: ScalarOrSchedule, *, flip_sign: bool = True
-) -> optax.GradientTransformation:
+) -> Primitive:
     r"""Multiplies the update by :math:`-η_t` (or :math:`+η_t` with ``flip_sign=False``).
 
     ``learning_rate`` is a non-negative constant or a schedule of the step (0 at the first
@@ -161,12 +166,15 @@ def scale_by_learning_rate(
     _checks.check_learning_rate(learning_rate)
     sign = -1.0 if flip_sign else 1.0
 
-    def update_fn(updates, state, params=None):
-        del params
+    def update_fn(updates, state, params, count, **extra):
+        del params, extra
         expect_plain(updates, "scale_by_learning_rate")
-        lr = sign * _checks.resolve(learning_rate, state.count)
-        out = tree_map(lambda u: (scalar_as(lr, u) * u).astype(u.dtype), updates)
-        count = increment(state.count)
-        return out, CountState(count)
+        lr = per_dtype(lambda _: sign * _checks.resolve(learning_rate, count))
 
-    return optax.GradientTransformation(maybe_count_init(callable(learning_rate)), update_fn)
+        def one(u):
+            out = lr(u) * u
+            return out if out.dtype == u.dtype else out.astype(u.dtype)
+
+        return tree_map(one, updates), state
+
+    return primitive(_empty_init, update_fn, counted=callable(learning_rate))

@@ -10,17 +10,23 @@ threads a :class:`Stream` through the chain instead:
 * a *combiner* reads named statistics and returns an ordinary update tree, after which any
   optax transform (clipping, weight decay, learning-rate scaling) can follow.
 
+One optimizer keeps one step counter. Every optlab transform is a :class:`Primitive`: an
+ordinary optax transform that, used on its own, keeps its own ``count`` (when it reads one),
+and that :func:`chain` runs without one, passing the chain's single ``count`` instead — so
+``optax.tree.get(state, "count")`` finds exactly one counter in any optlab optimizer.
+
 A :class:`Stream` is a JAX pytree, so chains stay jit / vmap / scan / donate friendly; it only
 lives inside one ``update`` call and is never part of the optimizer state.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
 GRAD = "g"
 """Name under which the incoming gradient is available to every primitive."""
@@ -28,12 +34,18 @@ GRAD = "g"
 
 @jax.tree_util.register_pytree_with_keys_class
 class Stream(Mapping[str, Any]):
-    """An immutable mapping ``name -> tree`` of statistics of one gradient."""
+    """An immutable mapping ``name -> tree`` of statistics of one gradient.
 
-    __slots__ = ("_stats",)
+    A stream rebuilt by a pytree map (``jax.tree.map`` in an optax transform placed between
+    an accumulator and a combiner) is marked, so the next optlab transform reports the
+    misplaced transform instead of silently reading statistics it changed.
+    """
 
-    def __init__(self, stats: Mapping[str, Any]):
+    __slots__ = ("_rebuilt", "_stats")
+
+    def __init__(self, stats: Mapping[str, Any], *, _rebuilt: bool = False):
         self._stats = dict(stats)
+        self._rebuilt = _rebuilt
 
     # Mapping interface -------------------------------------------------------------------
     def __getitem__(self, name: str) -> Any:
@@ -80,21 +92,37 @@ class Stream(Mapping[str, Any]):
 
     @classmethod
     def tree_unflatten(cls, names, children):
-        return cls(dict(zip(names, children, strict=True)))
+        return cls(dict(zip(names, children, strict=True)), _rebuilt=True)
 
 
-def as_stream(updates: Any) -> Stream:
-    """Wraps a plain update tree as the gradient of a new stream (a stream passes through)."""
-    return updates if isinstance(updates, Stream) else Stream({GRAD: updates})
+def _misplaced(stream: Stream, who: str) -> TypeError:
+    return TypeError(
+        f"{who} received a statistic stream {stream!r}; it acts on plain update trees, so "
+        "place it before the first accumulator or after the combiner in the chain"
+    )
+
+
+def as_stream(updates: Any, who: str = "an optlab transform") -> Stream:
+    """Wraps a plain update tree as the gradient of a new stream (a stream passes through).
+
+    Raises the misplacement error for a stream that a non-optlab transform has mapped over.
+    """
+    if not isinstance(updates, Stream):
+        return Stream({GRAD: updates})
+    if updates._rebuilt:
+        raise TypeError(
+            f"a transform that is not an optlab primitive sits between an accumulator and the "
+            f"combiner: it acted on the whole statistic stream {updates!r} before {who} read "
+            "it. Transforms of plain update trees (optax.scale, clipping, ...) go before the "
+            "first accumulator or after the combiner in the chain"
+        )
+    return updates
 
 
 def expect_plain(updates: Any, who: str) -> None:
     """Raises a clear error when a transform that acts on plain trees receives a stream."""
     if isinstance(updates, Stream):
-        raise TypeError(
-            f"{who} received a statistic stream {updates!r}; it acts on plain update trees, "
-            "so place it before the first accumulator or after the combiner in the chain"
-        )
+        raise _misplaced(updates, who)
 
 
 def check_same_structure(tree: Any, reference: Any, what: str, reference_what: str) -> None:
@@ -116,13 +144,19 @@ def tree_map(fn, tree: Any, *rest: Any) -> Any:
 def cast_like(tree: Any, reference: Any) -> Any:
     """Casts every leaf of ``tree`` to the dtype of the matching leaf of ``reference``.
 
-    Keeps optimizer state dtypes fixed across updates, so jitted steps never recompile.
+    Keeps optimizer state dtypes fixed across updates, so jitted steps never recompile. A leaf
+    that already has the dtype is returned as it is (no cast in the jaxpr).
     """
-    return tree_map(lambda x, r: jnp.asarray(x).astype(r.dtype), tree, reference)
+    return tree_map(lambda x, r: x if x.dtype == r.dtype else x.astype(r.dtype), tree, reference)
 
 
 def zeros_like(tree: Any, dtype: Any = None, fill: Any = 0.0) -> Any:
-    return tree_map(lambda p: jnp.full(jnp.shape(p), fill, dtype or jnp.result_type(p)), tree)
+    """A tree of ``fill`` with the shape, dtype (or ``dtype``) *and sharding* of ``tree``.
+
+    ``jnp.full_like`` keeps the sharding of each leaf (also of a ``jax.ShapeDtypeStruct``), so
+    the state built by ``init`` has the type that ``update`` returns.
+    """
+    return tree_map(lambda p: jnp.full_like(p, fill, dtype=dtype), tree)
 
 
 def scalar_as(x: Any, *leaves: jax.Array) -> Any:
@@ -133,13 +167,29 @@ def scalar_as(x: Any, *leaves: jax.Array) -> Any:
     """
     if isinstance(x, (int, float)) and not isinstance(x, bool):
         return x
-    return jnp.asarray(x).astype(jnp.result_type(*leaves))
+    dtype = jnp.result_type(*leaves)
+    return x if getattr(x, "dtype", None) == dtype else jnp.asarray(x).astype(dtype)
 
 
-def increment(count: jax.Array | None) -> jax.Array | None:
-    """Step counter increment that saturates instead of overflowing int32 (None stays None)."""
-    if count is None:
-        return None
+def per_dtype(fn: Callable[[Any], Any]) -> Callable[[jax.Array], Any]:
+    """Memoises a per-leaf scalar by leaf dtype within one trace.
+
+    A step-dependent scalar (a bias correction 1 − βᵗ, a schedule value) is then computed
+    once per dtype, not once per leaf: a 500-leaf tree gets one ``pow``, as in optax.
+    """
+    cache: dict[Any, Any] = {}
+
+    def get(leaf: jax.Array) -> Any:
+        key = jnp.result_type(leaf)
+        if key not in cache:
+            cache[key] = scalar_as(fn(key), leaf)
+        return cache[key]
+
+    return get
+
+
+def increment(count: jax.Array) -> jax.Array:
+    """Step counter increment that saturates instead of overflowing int32."""
     max_int = jnp.iinfo(count.dtype).max
     return jnp.where(count < max_int, count + 1, max_int)
 
@@ -149,29 +199,117 @@ def abs_sq(x: jax.Array) -> jax.Array:
     return (x * jnp.conj(x)).real if jnp.iscomplexobj(x) else x * x
 
 
-def new_count(needed: bool = True) -> jax.Array | None:
-    """A step counter (0 before the first update), or None for transforms that never read
-    one: the state then carries no counter buffer and the step no increment kernel."""
-    return jnp.zeros([], jnp.int32) if needed else None
+def new_count() -> jax.Array:
+    """A step counter: 0 before the first update."""
+    return jnp.zeros([], jnp.int32)
 
 
-class CountState(NamedTuple):
-    """State of a transform that only needs the step count (0 before the first update)."""
+# ------------------------------------------------------------------------------------------
+# Primitives and the chain: one step counter per optimizer
+# ------------------------------------------------------------------------------------------
+
+
+class StepState(NamedTuple):
+    """State of an optlab transform that reads the step and is used on its own (outside
+    :func:`chain`): the step count (0 before the first update) and the transform's state."""
 
     count: jax.Array
+    inner: Any
 
 
-def count_init(params: Any) -> CountState:
-    """``init`` of a transform whose only state is the step count."""
-    del params
-    return CountState(new_count())
+StepInit = Callable[[Any], Any]
+StepUpdate = Callable[..., tuple[Any, Any]]
 
 
-def maybe_count_init(needed: bool):
-    """``init`` of a transform whose only state is a step count it may not need."""
+class Primitive(optax.GradientTransformationExtraArgs):
+    """An optax transform that can run on a shared step counter.
 
-    def init_fn(params: Any) -> CountState:
-        del params
-        return CountState(new_count(needed))
+    ``init`` / ``update`` are those of any optax transform. In addition,
+    ``step_init(params)`` builds the state *without* a counter and
+    ``step_update(updates, state, params, count, **extra)`` reads the step ``count`` (number
+    of completed updates) from the caller; :func:`chain` uses these, so a chain of any number
+    of primitives keeps one ``count``. ``counted`` says whether ``step_update`` reads it.
+    """
 
-    return init_fn
+    step_init: StepInit
+    step_update: StepUpdate
+    counted: bool
+
+
+def primitive(step_init: StepInit, step_update: StepUpdate, *, counted: bool) -> Primitive:
+    """Builds a :class:`Primitive` from its counter-free ``step_init`` / ``step_update``.
+
+    Used on its own, a primitive that reads the step keeps ``StepState(count, inner)``; one
+    that does not keeps its state as it is (``count`` is then ``None`` in ``step_update``).
+    """
+    if counted:
+        def init_fn(params):
+            return StepState(new_count(), step_init(params))
+
+        def update_fn(updates, state, params=None, **extra):
+            out, inner = step_update(updates, state.inner, params, state.count, **extra)
+            return out, StepState(increment(state.count), inner)
+    else:
+        init_fn = step_init
+
+        def update_fn(updates, state, params=None, **extra):
+            return step_update(updates, state, params, None, **extra)
+
+    p = Primitive(init_fn, update_fn)
+    p.step_init, p.step_update, p.counted = step_init, step_update, counted
+    return p
+
+
+def _describe(tx: Any) -> str:
+    fn = getattr(tx, "update", None)
+    name = getattr(fn, "__qualname__", None) or type(tx).__name__
+    return name.split(".<locals>")[0]
+
+
+def _run_foreign(index: int, tx, updates, state, params, extra):
+    """Runs a non-optlab transform of a chain, turning its failure on a stream into the
+    misplacement message."""
+    update = optax.with_extra_args_support(tx).update
+    if not isinstance(updates, Stream):
+        return update(updates, state, params, **extra)
+    who = f"transform #{index} of the chain ({_describe(tx)})"
+    try:
+        out, new_state = update(updates, state, params, **extra)
+    except (TypeError, ValueError) as e:
+        raise _misplaced(updates, who) from e
+    if isinstance(out, Stream) and out._rebuilt:
+        raise _misplaced(updates, who)
+    return out, new_state
+
+
+def chain(*transforms: optax.GradientTransformation) -> Primitive:
+    """``optax.chain`` with one step counter shared by every optlab primitive in it.
+
+    Any optax transform may be part of the chain; one placed between an accumulator and the
+    combiner (where it would act on the whole statistic stream) is reported with a clear
+    error. The state is ``StepState(count, (state_1, ..., state_n))`` when some primitive reads
+    the step, else the tuple of states, as ``optax.chain``'s. A chain is itself a primitive, so
+    chains nest and still share one counter.
+    """
+    transforms = tuple(transforms)
+    for i, tx in enumerate(transforms):
+        if not (callable(getattr(tx, "init", None)) and callable(getattr(tx, "update", None))):
+            raise TypeError(f"chain: argument #{i} is not a GradientTransformation, got "
+                            f"{type(tx).__name__}")
+    counted = any(isinstance(tx, Primitive) and tx.counted for tx in transforms)
+
+    def step_init(params):
+        return tuple(tx.step_init(params) if isinstance(tx, Primitive) else tx.init(params)
+                     for tx in transforms)
+
+    def step_update(updates, state, params, count, **extra):
+        new_state = []
+        for i, (tx, s) in enumerate(zip(transforms, state, strict=True)):
+            if isinstance(tx, Primitive):
+                updates, s = tx.step_update(updates, s, params, count, **extra)
+            else:
+                updates, s = _run_foreign(i, tx, updates, s, params, extra)
+            new_state.append(s)
+        return updates, tuple(new_state)
+
+    return primitive(step_init, step_update, counted=counted)

@@ -274,7 +274,7 @@ def test_complex_params_match_optax(name, kw):
 def test_mu_dtype_reaches_the_torch_nadam_momentum():
     params = {"w": jnp.ones(3)}
     state = optlab.nadam(1e-3, mu_dtype=jnp.bfloat16, momentum_decay=0.004).init(params)
-    assert state[0].ema["w"].dtype == jnp.bfloat16
+    assert optax.tree.get(state, "mu")["w"].dtype == jnp.bfloat16
 
 
 def test_noisy_sgd_inside_inject_hyperparams():
