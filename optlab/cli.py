@@ -513,10 +513,11 @@ def _train_one(args, setup: _Setup, spec: _Spec, out: Path | None) -> Any:
         raise CLIError(_cli_words(str(e))) from None
 
 
-def _resumed(result, prefix: str = "") -> None:
-    epoch = getattr(result, "resumed_from", None)
+def _resumed(result, epochs: int, out: Path | None, prefix: str = "") -> None:
+    epoch = getattr(result, "resumed_from", None)  # epochs loaded from the checkpoint
     if epoch is not None:
-        print(f"{prefix}resumed from epoch {epoch} (checkpoint in --out)", flush=True)
+        print(f"{prefix}resumed from epoch {epoch} of {epochs} (checkpoint in {out})",
+              flush=True)
 
 
 def _by_hyperparams(result) -> list[tuple[dict[str, float], list[int]]]:
@@ -656,7 +657,7 @@ def cmd_train(args) -> int:
     print(f"optlab train: {setup.model} on {setup.data.summary()}, {opt[0]}, "
           f"{len(args.lr)} lr x {args.seeds} seeds, {args.epochs} epochs", flush=True)
     result = _train_one(args, setup, spec, out)
-    _resumed(result)
+    _resumed(result, args.epochs, out)
     print(result.summary())
     diverged = []
     for hp, idx in _by_hyperparams(result):
@@ -782,7 +783,7 @@ def cmd_compare(args) -> int:
     for spec in specs:
         name = spec.name
         result = _train_one(args, setup, spec, out / name if out else None)
-        _resumed(result, f"{name}: ")
+        _resumed(result, args.epochs, out / name if out else None, f"{name}: ")
         device = result.device
         if out is not None:
             from optlab.io import atomic_write_json

@@ -44,6 +44,8 @@ def plot_curves(curves: Mapping[str, Mapping[str, np.ndarray]], path: str | os.P
 def draw_curves(curves: Mapping[str, Mapping[str, np.ndarray]], title: str = "",
                 diverged: Collection[str] = ()):
     """The figure of :func:`plot_curves`: ``(pyplot, figure)``; the caller closes it."""
+    from matplotlib.ticker import MaxNLocator
+
     plt, fig, axes = _figure(len(CURVES))
     for ax, (metric, label, log) in zip(axes, CURVES, strict=True):
         limits: list[np.ndarray] = []
@@ -66,6 +68,7 @@ def draw_curves(curves: Mapping[str, Mapping[str, np.ndarray]], title: str = "",
             if not bad:
                 limits.append(mean[np.isfinite(mean)])
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(label)
         if log:
             ax.set_yscale("log")
