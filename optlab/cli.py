@@ -941,6 +941,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CLIError as e:
         print(f"optlab: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `optlab list | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except OSError as e:  # e.g. the disk filled up while writing results
         print(f"optlab: error: {e}", file=sys.stderr)
         return 1

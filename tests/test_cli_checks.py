@@ -214,6 +214,8 @@ def test_the_plot_marks_diverged_runs_and_keeps_its_axes():
     (["compare", "--task", "digits,rosenbrock"], "cannot mix data sets", "unknown"),
     (["compare", "--task", "mnist-1d"], "did you mean 'mnist1d'?", "Traceback"),
     (["train", "--task", "rosenbrock"], "use `optlab compare --task rosenbrock`", "unknown"),
+    (["train", "--task", "digits", "--opt-arg", "learning_rate=0.1"], "use --lr/--lrs",
+     "multiple values"),
     (["train", "--task", "digits", "--opt-arg", "b2=cosine_decy"],
      "did you mean the schedule 'cosine_decay'", "Traceback"),
 ])
