@@ -16,6 +16,8 @@ Sign decays (``*_sign_decay``) follow TF contrib ``sign_decay.py`` (Bello et al.
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable, Sequence
 
 import jax
@@ -50,6 +52,25 @@ Schedule = Callable[[ArrayLike], jax.Array]
 
 # --------------------------------------------------------------------------------------------
 # helpers
+
+
+
+def _described(constructor: Callable[..., Schedule]) -> Callable[..., Schedule]:
+    """Attaches ``__optlab_spec__ = (name, arguments)`` to the schedules ``constructor`` builds,
+    so that a schedule (a closure) can be told apart from one built with other arguments
+    (``optlab.train`` compares it when resuming from checkpoints)."""
+    signature = inspect.signature(constructor)
+    name = f"optlab.schedules.{constructor.__name__}"
+
+    @functools.wraps(constructor)
+    def build(*args, **kwargs):
+        schedule = constructor(*args, **kwargs)
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        schedule.__optlab_spec__ = (name, dict(bound.arguments))
+        return schedule
+
+    return build
 
 
 def _float_dtype() -> np.dtype:
@@ -107,6 +128,7 @@ def _half_cosine(fraction: jax.Array) -> jax.Array:
 # basic schedules
 
 
+@_described
 def constant(value: float) -> Schedule:
     """η_t = value for every step."""
     check_nonnegative("value", value)
@@ -118,6 +140,7 @@ def constant(value: float) -> Schedule:
     return schedule
 
 
+@_described
 def exponential_decay(
     init_value: float,
     transition_steps: int,
@@ -171,6 +194,7 @@ def exponential_decay(
     return schedule
 
 
+@_described
 def inverse_time_decay(
     init_value: float, decay_rate: float, decay_steps: int = 1, staircase: bool = False
 ) -> Schedule:
@@ -194,6 +218,7 @@ def inverse_time_decay(
     return schedule
 
 
+@_described
 def piecewise_constant(boundaries: Sequence[int], values: Sequence[float]) -> Schedule:
     """Piecewise constant: η_t = values[i] for boundaries[i−1] ≤ t < boundaries[i].
 
@@ -243,6 +268,7 @@ def piecewise_constant(boundaries: Sequence[int], values: Sequence[float]) -> Sc
     return schedule
 
 
+@_described
 def cosine_decay(init_value: float, decay_steps: int, alpha: float = 0.0) -> Schedule:
     """Cosine decay (Loshchilov & Hutter 2017, without restarts).
 
@@ -261,6 +287,7 @@ def cosine_decay(init_value: float, decay_steps: int, alpha: float = 0.0) -> Sch
     return schedule
 
 
+@_described
 def linear_cosine_decay(
     init_value: float,
     decay_steps: int,
@@ -317,6 +344,7 @@ def sgdr_restart_steps(t_0: int, t_mult: int, num_steps: int) -> list[int]:
     return [s for s in _sgdr_starts(int(t_0), int(t_mult), int(num_steps) - 1) if s > 0]
 
 
+@_described
 def sgdr(
     eta_max: float,
     t_0: int,
@@ -383,6 +411,7 @@ def _snapshot_cycle(total_steps: int, num_cycles: int) -> int:
     return cycle
 
 
+@_described
 def snapshot_ensemble(init_value: float, total_steps: int, num_cycles: int) -> Schedule:
     """Snapshot-ensemble cyclic cosine (Huang et al., ICLR 2017, "Snapshot Ensembles").
 
@@ -414,6 +443,7 @@ def snapshot_steps(total_steps: int, num_cycles: int) -> list[int]:
 # warmup schedules
 
 
+@_described
 def noam(d_model: int, warmup_steps: int = 4000, scale: float = 1.0) -> Schedule:
     """Noam schedule (Vaswani et al. 2017, "Attention Is All You Need").
 
@@ -434,6 +464,7 @@ def noam(d_model: int, warmup_steps: int = 4000, scale: float = 1.0) -> Schedule
     return schedule
 
 
+@_described
 def linear_warmup(
     schedule_or_value: Schedule | float, warmup_steps: int, init_value: float = 0.0
 ) -> Schedule:
@@ -468,6 +499,7 @@ def linear_warmup(
 # sign decays (TF contrib sign_decay.py; Bello et al. 2017)
 
 
+@_described
 def linear_sign_decay(decay_steps: int) -> Schedule:
     """Linear sign decay: s_t = max(0, (T − min(t, T))/T), T = ``decay_steps``."""
     _check_count("decay_steps", decay_steps)
@@ -480,6 +512,7 @@ def linear_sign_decay(decay_steps: int) -> Schedule:
     return schedule
 
 
+@_described
 def cosine_sign_decay(
     decay_steps: int, num_periods: float = 0.5, zero_after: float | None = None
 ) -> Schedule:
@@ -506,6 +539,7 @@ def cosine_sign_decay(
     return schedule
 
 
+@_described
 def restart_sign_decay(
     decay_steps: int, num_periods: float = 1, zero_after: float | None = None
 ) -> Schedule:

@@ -29,11 +29,15 @@ one compiled program:
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import itertools
 import json
 import math
 import os
 import time
+import types
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,7 +125,8 @@ class TrainResult:
     ``history[metric]`` has shape ``(runs, epochs)``; epochs a run did not train (stopped
     early or diverged) are NaN. ``test_accuracy`` is taken at the epoch of best validation
     accuracy (``best_epoch``; the last trained epoch when there is no validation set);
-    ``final_test_accuracy`` at the last trained epoch.
+    ``final_test_accuracy`` at the last trained epoch. ``resumed_from`` is the number of
+    epochs restored from a checkpoint (None when training started fresh).
     """
 
     grid: Grid
@@ -134,6 +139,7 @@ class TrainResult:
     epoch_seconds: list[float]
     device: str
     config: dict[str, Any]
+    resumed_from: int | None = None
     state: Any = field(repr=False, default=None)
     graphdef: Any = field(repr=False, default=None)
 
@@ -167,7 +173,7 @@ class TrainResult:
     def to_json(self) -> dict[str, Any]:
         return {"config": self.config, "device": self.device, "wall_time_s": self.wall_time,
                 "compile_time_s": self.compile_time, "epoch_seconds": self.epoch_seconds,
-                "runs": self.runs()}
+                "resumed_from": self.resumed_from, "runs": self.runs()}
 
     def model(self, run: int = 0) -> nnx.Module:
         """The trained model of run ``run`` (evaluation mode)."""
@@ -336,39 +342,221 @@ def _chunks(x: np.ndarray, y: np.ndarray, size: int):
 
 
 # --------------------------------------------------------------------------------------------
+# run identity
+
+
+class _UndescribableError(Exception):
+    """An object whose behaviour cannot be told from a canonical description."""
+
+
+def describe(obj: Any) -> Any:
+    """A canonical, JSON-able description of a configuration value, equal for equal settings.
+
+    Numbers, strings, ``None``, lists, dicts, numpy / JAX arrays (by content hash), module-level
+    functions and classes (by module and qualified name), ``functools.partial`` (recursively)
+    and objects with an ``__optlab_spec__ = (name, kwargs)`` attribute (optlab's schedules) are
+    described. Lambdas, closures, built ``optax`` transforms and other objects raise
+    :class:`_UndescribableError`: their settings cannot be inspected.
+    """
+    if obj is None or isinstance(obj, bool | int | str):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else {"float": repr(obj)}
+    if isinstance(obj, np.generic):
+        return {"numpy": str(obj.dtype), "value": describe(obj.item())}
+    if isinstance(obj, np.ndarray | jax.Array):
+        a = np.ascontiguousarray(np.asarray(obj))
+        return {"array": str(a.dtype), "shape": list(a.shape),
+                "sha256": hashlib.sha256(a.tobytes()).hexdigest()}
+    spec = getattr(obj, "__optlab_spec__", None)
+    if spec is not None:
+        name, kwargs = spec
+        return {"spec": name, "kwargs": describe(dict(kwargs))}
+    if isinstance(obj, functools.partial):
+        return {"partial": describe(obj.func), "args": describe(list(obj.args)),
+                "keywords": describe(dict(obj.keywords))}
+    if isinstance(obj, Mapping):
+        if not all(isinstance(k, str) for k in obj):
+            raise _UndescribableError(f"a dict with non-string keys {list(obj)!r}")
+        return {k: describe(obj[k]) for k in sorted(obj)}
+    if isinstance(obj, optax.GradientTransformation):
+        raise _UndescribableError("a built GradientTransformation (its hyperparameters are hidden "
+                             "in closures)")
+    if isinstance(obj, list | tuple):
+        return [describe(v) for v in obj]
+    if isinstance(obj, type | types.FunctionType | types.BuiltinFunctionType):
+        qualname = getattr(obj, "__qualname__", "")
+        if "<lambda>" in qualname:
+            raise _UndescribableError(f"a lambda ({qualname})")
+        if "<locals>" in qualname:
+            raise _UndescribableError(f"a closure ({qualname}), whose captured values are hidden")
+        return {"function": f"{obj.__module__}:{qualname}"}
+    raise _UndescribableError(f"a {type(obj).__name__} object")
+
+
+def _label(obj: Any) -> Any:
+    """``describe(obj)`` where possible, else a short text for results.json."""
+    if obj is None or isinstance(obj, str):
+        return obj
+    try:
+        return describe(obj)
+    except _UndescribableError as e:
+        return f"<{e}>"
+
+
+def _dataset_digest(dataset) -> str:
+    h = hashlib.sha256(f"{dataset.name}/{dataset.num_classes}".encode())
+    for split in ("train", "val", "test"):
+        for part in ("x", "y"):
+            a = np.ascontiguousarray(np.asarray(getattr(dataset, f"{part}_{split}")))
+            h.update(f"{part}_{split}{a.dtype}{a.shape}".encode())
+            h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
+
+
+def _identity(dataset, model, optimizer, schedule, grid: Grid, settings: dict[str, Any],
+              config: Mapping[str, Any] | None, run_name: str | None
+              ) -> tuple[dict[str, Any], list[str]]:
+    """The fingerprint stored with checkpoints, and the arguments it could not describe."""
+    unknown = []
+    ident: dict[str, Any] = {}
+    for name, obj in (("model", model), ("optimizer", optimizer), ("schedule", schedule)):
+        try:
+            ident[name] = describe(obj)
+        except _UndescribableError as e:
+            unknown.append(f"{name} is {e}")
+            ident[name] = "<not described>"
+    ident.update({
+        "dataset": _dataset_digest(dataset),
+        "hyperparams": {k: list(v) for k, v in zip(grid.names, grid.values, strict=True)},
+        "seeds": list(grid.seeds), **settings,
+        "config": json.loads(json.dumps(dict(config))) if config is not None else None,
+        "run_name": run_name})
+    return ident, unknown
+
+
+# --------------------------------------------------------------------------------------------
 # checkpoints
 
 
-class _Checkpoints:
-    """Orbax checkpoints of the training state + the host-side history, one per epoch."""
+_MANIFEST = "optlab_files.json"
 
-    def __init__(self, directory: str | os.PathLike, fingerprint: dict[str, Any]):
+
+class _DamagedError(Exception):
+    """A checkpoint failed optlab's own checks."""
+
+
+class _ConfigMismatchError(ValueError):
+    """The checkpoints belong to another configuration."""
+
+
+class _Checkpoints:
+    """Orbax checkpoints of the training state + the host-side history, one per epoch.
+
+    Each checkpoint stores the run's fingerprint (``_identity``) and, in ``_MANIFEST``, the
+    sha256 of each of its files, checked before orbax reads them (orbax/TensorStore report
+    damaged data with pages of tracebacks, or not at all); a checkpoint that fails the check or
+    cannot be read is moved to ``<directory>/damaged/`` and the previous one is used instead.
+    """
+
+    def __init__(self, directory: str | os.PathLike, fingerprint: dict[str, Any],
+                 unknown: Sequence[str] = ()):
         import orbax.checkpoint as ocp
 
         self.ocp = ocp
+        self.directory = Path(directory).absolute()
         self.fingerprint = json.loads(json.dumps(fingerprint))
+        self.unknown = list(unknown)
         options = ocp.CheckpointManagerOptions(
             max_to_keep=2, create=True, cleanup_tmp_directories=True,
             enable_async_checkpointing=False)
-        self.manager = ocp.CheckpointManager(Path(directory).absolute(), options=options)
+        self.manager = ocp.CheckpointManager(self.directory, options=options)
+
+    def _refuse_unknown(self) -> None:
+        raise ValueError(
+            f"checkpoint_dir {self.directory} holds checkpoints, but this run cannot be matched "
+            f"to them: {'; '.join(self.unknown)}. Resuming could silently reuse the results of "
+            "another configuration, so it is refused. Name the run explicitly with "
+            "run_name='...' (a name that changes whenever the configuration changes), or pass "
+            "the optimizer as a module-level function with functools.partial keywords (e.g. "
+            "functools.partial(optlab.adamw, weight_decay=1e-4)), schedules from "
+            "optlab.schedules and the model by name; or use another checkpoint_dir")
+
+    def _check_fingerprint(self, step: int, stored: dict[str, Any]) -> None:
+        if stored == self.fingerprint:
+            return
+        diff = sorted(k for k in set(stored) | set(self.fingerprint)
+                      if stored.get(k) != self.fingerprint.get(k))
+        raise _ConfigMismatchError(
+            f"checkpoint_dir {self.directory} holds a run with a different configuration "
+            f"(checkpoint {step} differs in: {', '.join(diff)}); use another directory or "
+            "delete it to start afresh")
+
+    def _verify_files(self, step: int) -> None:
+        step_dir = self.directory / str(step)
+        manifest = step_dir / _MANIFEST
+        if not manifest.exists():  # saved, then interrupted before the manifest was written
+            return
+        try:
+            expected = json.loads(manifest.read_text())
+        except (OSError, ValueError) as e:
+            raise _DamagedError(f"its file list {_MANIFEST} is unreadable ({e})") from None
+        actual = _file_digests(step_dir)
+        bad = sorted(f for f in set(expected) | set(actual) if expected.get(f) != actual.get(f))
+        if bad:
+            shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+            raise _DamagedError(f"files changed or missing since it was saved: {shown}")
+
+    def _restore_step(self, step: int, abstract_state):
+        ocp = self.ocp
+        self._verify_files(step)
+        meta = self.manager.restore(
+            step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        if not isinstance(meta, dict) or "fingerprint" not in meta:
+            raise _DamagedError("its metadata holds no run fingerprint")
+        self._check_fingerprint(step, meta["fingerprint"])
+        state = self.manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_state)))["state"]
+        return state, meta
 
     def restore(self, abstract_state):
-        step = self.manager.latest_step()
-        if step is None:
+        """The newest intact checkpoint ``(state, meta)``, or None when there is none."""
+        steps = sorted(self.manager.all_steps(), reverse=True)
+        if not steps:
             return None
-        ocp = self.ocp
-        meta = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
-        meta = meta["meta"]
-        if meta["fingerprint"] != self.fingerprint:
-            diff = sorted(k for k in set(meta["fingerprint"]) | set(self.fingerprint)
-                          if meta["fingerprint"].get(k) != self.fingerprint.get(k))
+        if self.unknown and self.fingerprint.get("run_name") is None \
+                and self.fingerprint.get("config") is None:
+            self._refuse_unknown()
+        damaged: list[tuple[int, str]] = []
+        restored = None
+        for step in steps:
+            try:
+                restored = self._restore_step(step, abstract_state)
+                break
+            except _ConfigMismatchError:
+                raise
+            except Exception as e:  # any failure to read means damaged
+                damaged.append((step, _one_line(e)))
+        if restored is None:
+            listing = "; ".join(f"checkpoint {s} ({why})" for s, why in damaged)
             raise ValueError(
-                f"checkpoint_dir {self.manager.directory} holds a run with a different "
-                f"configuration (differs in: {', '.join(diff)}); use another directory or "
-                "delete it to start afresh")
-        restored = self.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_state)))
-        return restored["state"], meta
+                f"checkpoint_dir {self.directory} holds no intact checkpoint: {listing}. "
+                "They were left in place; delete or move them (or use another checkpoint_dir) "
+                "to start afresh")
+        if damaged:
+            aside = self.directory / "damaged"
+            aside.mkdir(exist_ok=True)
+            moved = []
+            for s, why in damaged:
+                target = aside / f"{s}-{time.strftime('%Y%m%d-%H%M%S')}"
+                os.replace(self.directory / str(s), target)
+                moved.append(f"checkpoint {s} ({why}) moved to {target}")
+            self.manager.reload()
+            warnings.warn(
+                f"checkpoint_dir {self.directory}: damaged checkpoint(s) skipped: "
+                f"{'; '.join(moved)}. Resuming from checkpoint {restored[1]['epoch']}.",
+                RuntimeWarning, stacklevel=3)
+        return restored
 
     def save(self, epoch: int, state, meta: dict[str, Any]) -> None:
         ocp = self.ocp
@@ -376,9 +564,36 @@ class _Checkpoints:
         self.manager.save(epoch, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
         self.manager.wait_until_finished()
+        step_dir = self.directory / str(epoch)
+        tmp = step_dir / f".{_MANIFEST}.tmp"
+        tmp.write_text(json.dumps(_file_digests(step_dir), indent=0))
+        os.replace(tmp, step_dir / _MANIFEST)
 
     def close(self) -> None:
         self.manager.close()
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    text = text[0] if text else ""
+    if isinstance(e, _DamagedError):
+        return text
+    return f"{type(e).__name__}: {text[:200]}{'...' if len(text) > 200 else ''}".rstrip(": ")
+
+
+def _file_digests(step_dir: Path) -> dict[str, str]:
+    """sha256 of every file of a checkpoint, but orbax's optional save-time record and the
+    manifest itself."""
+    out = {}
+    for path in sorted(step_dir.rglob("*")):
+        rel = path.relative_to(step_dir).as_posix()
+        if path.is_file() and rel not in (_MANIFEST, "_CHECKPOINT_METADATA"):
+            h = hashlib.sha256()
+            with path.open("rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+            out[rel] = h.hexdigest()
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -422,6 +637,7 @@ def train(
     eval_batch_size: int = 1000,
     checkpoint_dir: str | os.PathLike | None = None,
     config: Mapping[str, Any] | None = None,
+    run_name: str | None = None,
     data_parallel: bool | None = None,
     unroll: int | bool = 1,
     progress: bool | None = None,
@@ -444,9 +660,18 @@ def train(
         ``optlab.schedules.cosine_decay(1.0, total_steps)``).
       patience: stop a run after this many epochs without a better validation accuracy.
       eval_batch_size: chunk size of evaluation.
-      checkpoint_dir: save after every epoch and resume from here (orbax).
-      config: JSON-able description stored with checkpoints and results; resuming with a
-        different config is refused. Defaults to the call's arguments.
+      checkpoint_dir: save after every epoch and resume from here (orbax). A checkpoint is
+        reused only by the same configuration: dataset contents, model, optimizer (function
+        and its ``functools.partial`` arguments, recursively), schedule, grid, seeds,
+        ``epochs``, ``batch_size``, ``patience``, ``eval_batch_size``, ``config`` and
+        ``run_name``; another configuration is refused with a ``ValueError``. A lambda, a
+        closure or a built ``GradientTransformation`` cannot be described; resuming with one
+        is refused unless ``run_name`` (or ``config``) names the run. A damaged checkpoint is
+        moved to ``checkpoint_dir/damaged/`` with a warning and the previous one is used.
+      config: JSON-able description stored with checkpoints and results; it is part of the
+        run's identity (see ``checkpoint_dir``). Defaults to the call's arguments.
+      run_name: a name for the run's configuration, part of its identity; needed to resume
+        when the optimizer, schedule or model cannot be described (see ``checkpoint_dir``).
       data_parallel: shard batches over all devices (default: when more than one).
       unroll: ``lax.scan`` unrolling of the epoch loop. XLA:CPU runs convolution gradients
         3–4× slower inside a loop than outside (``benchmarks/RESULTS.md``); on CPU,
@@ -455,6 +680,9 @@ def train(
     """
     t_start = time.perf_counter()
     _check_arguments(dataset, epochs, batch_size, eval_batch_size, patience, unroll)
+    if run_name is not None and (not isinstance(run_name, str) or not run_name.strip()):
+        raise TypeError(f"run_name must be a non-empty string, got {run_name!r}")
+    optimizer_arg = optimizer
     optimizer = _as_factory(optimizer, hyperparams)
     grid = Grid.make(hyperparams, seeds)
     for hp, _ in grid.runs[:: len(grid.seeds)]:
@@ -478,26 +706,38 @@ def train(
     epoch_fn = jax.jit(_over_runs(program.epoch, G, (0, None, None, None)), donate_argnums=0)
     eval_fn = jax.jit(_over_runs(program.evaluate, G, (0, None, None, None)))
 
+    user_config = config
     config = dict(config) if config is not None else {
-        "dataset": dataset.name, "model": model if isinstance(model, str) else repr(model),
-        "optimizer": getattr(optimizer, "__name__", repr(optimizer)),
+        "dataset": dataset.name, "model": _label(model), "optimizer": _label(optimizer_arg),
+        "schedule": _label(schedule),
         "hyperparams": {k: list(v) for k, v in zip(grid.names, grid.values, strict=True)},
         "seeds": list(grid.seeds), "epochs": epochs, "batch_size": batch_size,
         "patience": patience}
+    if run_name is not None:
+        config.setdefault("run_name", run_name)
 
     t_compile = time.perf_counter()
     state = _init_runs(program, grid, replicated)
     epoch_fn = epoch_fn.lower(state, jnp.int32(0), x_train, y_train).compile()
     compile_time = time.perf_counter() - t_compile
     log = _Log(G, epochs, patience)
-    ckpt = None
+    ckpt, resumed_from = None, None
     if checkpoint_dir is not None:
-        ckpt = _Checkpoints(checkpoint_dir, {**config, "n_train": n_train, "runs": G})
-        restored = ckpt.restore(jax.tree.map(
-            lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding), state))
+        fingerprint, unknown = _identity(
+            dataset, model, optimizer_arg, schedule, grid,
+            {"epochs": epochs, "batch_size": batch_size, "patience": patience,
+             "eval_batch_size": eval_batch_size}, user_config, run_name)
+        ckpt = _Checkpoints(checkpoint_dir, fingerprint, unknown)
+        try:
+            restored = ckpt.restore(jax.tree.map(
+                lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding), state))
+        except BaseException:
+            ckpt.close()
+            raise
         if restored is not None:
             state, meta = restored
             log.load(meta)
+            resumed_from = log.epoch
 
     bar = _progress(range(log.epoch, epochs), progress, f"training {G} run(s)")
     try:
@@ -535,7 +775,7 @@ def train(
         wall_time=time.perf_counter() - t_start, compile_time=compile_time,
         epoch_seconds=log.epoch_seconds,
         device=f"{len(jax.devices())} x {jax.devices()[0].device_kind}",
-        config=config, state=state, graphdef=graph_eval)
+        config=config, resumed_from=resumed_from, state=state, graphdef=graph_eval)
 
 
 def _check_arguments(dataset, epochs, batch_size, eval_batch_size, patience, unroll) -> None:
