@@ -6,7 +6,6 @@ PyTorch convention where the two libraries differ. Notation: g gradient, t step 
 η learning rate (constant or schedule), λ weight decay; every update is applied as θ ← θ + u.
 """
 
-import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -469,8 +468,19 @@ def adabound(
     )
 
 
-amsbound = functools.partial(adabound, amsbound=True)
-amsbound.__doc__ = "AMSBound (Luo et al. 2019): :func:`adabound` with ``amsbound=True``."
+def amsbound(
+    learning_rate: ScalarOrSchedule = 1e-3,
+    final_lr: float = 0.1,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    gamma: float = 1e-3,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    base_lr: float | None = None,
+) -> Primitive:
+    """AMSBound (Luo et al. 2019): :func:`adabound` with v replaced by its running max."""
+    return adabound(learning_rate, final_lr, b1, b2, gamma, eps, amsbound=True,
+                    weight_decay=weight_decay, base_lr=base_lr)
 
 
 def adafactor(

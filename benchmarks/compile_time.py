@@ -1,0 +1,137 @@
+"""Trace and compile time of optlab vs optax on a many-leaf parameter tree, side by side.
+
+For each optimizer the script builds the same update from optlab and from optax and measures,
+interleaved in a freshly shuffled order every repetition (so drifts in machine load hit both
+alike):
+
+* ``trace``: ``jax.jit(tx.update).trace(grads, state, params)`` (Python tracing to a jaxpr);
+* ``compile``: ``.lower().compile()`` of the traced step (StableHLO lowering + XLA);
+
+each on a new ``jax.jit`` object so no cache is hit. Reported per optimizer: the median
+optlab / optax ratio of trace + compile time with a 95 % bootstrap interval (target ≤ 1.05),
+and the equations of each jaxpr: total, and per leaf (the slope between two tree sizes; target:
+no more per leaf than optax).
+
+Usage::
+
+    python benchmarks/compile_time.py                     # 500 leaves, adam adamw amsgrad nadam
+    python benchmarks/compile_time.py --leaves 1000 --reps 15 --optimizers adam,lion
+    python benchmarks/compile_time.py --quick             # smoke test, < 30 s
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import optlab
+
+DEFAULT_OPTIMIZERS = ("adam", "adamw", "amsgrad", "nadam")
+
+
+def make_tree(leaves: int) -> dict[str, jax.Array]:
+    """``leaves`` small float32 arrays of varied shapes (a deep network's many parameters)."""
+    shapes = [(8,), (4, 8), (16,), (8, 8), (2, 3, 4)]
+    return {f"p{i:04d}": jnp.full(shapes[i % len(shapes)], 0.5 + i % 7, jnp.float32)
+            for i in range(leaves)}
+
+
+def build(lib, name: str) -> optax.GradientTransformation:
+    return getattr(lib, name)(1e-3)
+
+
+def trace_and_compile(lib, name: str, params) -> tuple[float, float]:
+    # A new transform (new update closure) and a new jit object: JAX's tracing and lowering
+    # caches, keyed by the function, are never hit.
+    tx = build(lib, name)
+    state = tx.init(params)
+    jitted = jax.jit(tx.update)
+    start = time.perf_counter()
+    traced = jitted.trace(params, state, params)
+    mid = time.perf_counter()
+    traced.lower().compile()
+    end = time.perf_counter()
+    return mid - start, end - mid
+
+
+def equations(tx: optax.GradientTransformation, params) -> int:
+    return len(jax.make_jaxpr(tx.update)(params, tx.init(params), params).jaxpr.eqns)
+
+
+def bootstrap_ratio(a: list[float], b: list[float], rounds: int = 2000) -> tuple[float, float]:
+    rng = np.random.default_rng(0)
+    a_, b_ = np.asarray(a), np.asarray(b)
+    ratios = [np.median(rng.choice(a_, a_.size)) / np.median(rng.choice(b_, b_.size))
+              for _ in range(rounds)]
+    return float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5))
+
+
+def measure(name: str, leaves: int, reps: int) -> dict[str, float]:
+    params = make_tree(leaves)
+    libs = {"optlab": optlab, "optax": optax}
+    for lib in libs.values():  # warm up JAX's own caches (primitive rules, lowering tables)
+        trace_and_compile(lib, name, params)
+    times: dict[str, list[tuple[float, float]]] = {k: [] for k in libs}
+    for _ in range(reps):
+        order = list(libs)
+        random.shuffle(order)
+        for k in order:
+            times[k].append(trace_and_compile(libs[k], name, params))
+    total = {k: [t + c for t, c in v] for k, v in times.items()}
+    small = make_tree(leaves // 2)
+    eq = {k: (equations(build(lib, name), params), equations(build(lib, name), small))
+          for k, lib in libs.items()}
+    lo, hi = bootstrap_ratio(total["optlab"], total["optax"])
+    return {
+        "ratio": statistics.median(total["optlab"]) / statistics.median(total["optax"]),
+        "lo": lo, "hi": hi,
+        "trace_ratio": statistics.median(t for t, _ in times["optlab"])
+        / statistics.median(t for t, _ in times["optax"]),
+        "compile_ratio": statistics.median(c for _, c in times["optlab"])
+        / statistics.median(c for _, c in times["optax"]),
+        "optax_s": statistics.median(total["optax"]),
+        "eqns_optlab": eq["optlab"][0], "eqns_optax": eq["optax"][0],
+        "per_leaf_optlab": (eq["optlab"][0] - eq["optlab"][1]) / (leaves - leaves // 2),
+        "per_leaf_optax": (eq["optax"][0] - eq["optax"][1]) / (leaves - leaves // 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--leaves", type=int, default=500, help="parameter leaves (default 500)")
+    parser.add_argument("--reps", type=int, default=11, help="repetitions (default 11)")
+    parser.add_argument("--optimizers", default=",".join(DEFAULT_OPTIMIZERS),
+                        help=f"comma-separated names (default {','.join(DEFAULT_OPTIMIZERS)})")
+    parser.add_argument("--quick", action="store_true", help="100 leaves, 3 reps: smoke test")
+    args = parser.parse_args(argv)
+    if args.leaves < 2:
+        parser.error(f"--leaves must be >= 2, got {args.leaves}")
+    if args.reps < 1:
+        parser.error(f"--reps must be >= 1, got {args.reps}")
+    names = [n for n in args.optimizers.split(",") if n]
+    for n in names:
+        if not (hasattr(optlab, n) and hasattr(optax, n)):
+            parser.error(f"--optimizers: {n!r} is not an optimizer of both optlab and optax")
+    leaves, reps = (100, 3) if args.quick else (args.leaves, args.reps)
+    print(f"jax {jax.__version__}, optax {optax.__version__}, {jax.devices()[0].platform}, "
+          f"{leaves} leaves, {reps} reps")
+    print(f"{'optimizer':<10} {'trace+compile optlab/optax':>27} {'trace':>7} {'compile':>8} "
+          f"{'optax s':>8} {'eqns optlab/optax':>18} {'per leaf':>10}")
+    for n in names:
+        r = measure(n, leaves, reps)
+        print(f"{n:<10} {r['ratio']:>9.3f} [{r['lo']:.3f}, {r['hi']:.3f}]    "
+              f"{r['trace_ratio']:>7.3f} {r['compile_ratio']:>8.3f} {r['optax_s']:>8.3f} "
+              f"{r['eqns_optlab']:>8d} / {r['eqns_optax']:<8d} "
+              f"{r['per_leaf_optlab']:>4.1f} / {r['per_leaf_optax']:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
