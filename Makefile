@@ -42,6 +42,7 @@ lint: $(VENV)/.installed-dev
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/step_time.py
+	$(BIN)/python benchmarks/compile_time.py
 	$(BIN)/python benchmarks/train_throughput.py
 
 clean:

@@ -24,3 +24,12 @@ def test_train_throughput_quick_mode_runs():
         capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| mlp |" in proc.stdout and "grid of K = 2" in proc.stdout
+
+
+def test_compile_time_quick_mode_runs():
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "compile_time.py"), "--quick",
+         "--optimizers", "adam"],
+        capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "adam" in proc.stdout and "per leaf" in proc.stdout
