@@ -9,27 +9,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_step_time_quick_mode_runs():
+def _run_quick(script: str, *args: str) -> str:
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "step_time.py"), "--quick",
-         "--optimizers", "adam,lion"],
+        [sys.executable, str(ROOT / "benchmarks" / script), "--quick", *args],
         capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "adam" in proc.stdout and "lion" in proc.stdout
+    return proc.stdout
+
+
+def test_step_time_quick_mode_runs():
+    out = _run_quick("step_time.py", "--optimizers", "adam,lion")
+    assert "adam" in out and "lion" in out
 
 
 def test_train_throughput_quick_mode_runs():
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "train_throughput.py"), "--quick"],
-        capture_output=True, text=True, timeout=600, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "| mlp |" in proc.stdout and "grid of K = 2" in proc.stdout
+    out = _run_quick("train_throughput.py")
+    assert "| mlp |" in out and "grid of K = 2" in out
 
 
 def test_compile_time_quick_mode_runs():
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "compile_time.py"), "--quick",
-         "--optimizers", "adam"],
-        capture_output=True, text=True, timeout=600, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "adam" in proc.stdout and "per leaf" in proc.stdout
+    out = _run_quick("compile_time.py", "--optimizers", "adam")
+    assert "adam" in out and "per leaf" in out
