@@ -7,16 +7,18 @@ one compiled program:
   inside the step; measured faster than a per-step ``nnx.Optimizer`` loop, see
   ``benchmarks/train_throughput.py``);
 * an epoch is one ``lax.scan`` over mini-batches gathered on device from device-resident
-  data (a fresh shuffle per epoch and run), ``vmap``-ed over the runs of the grid and
-  jit-compiled with the training state donated, so there is no per-step Python overhead;
+  data (a fresh shuffle per epoch and run), ``lax.map``-ed over the runs of the grid (so a
+  run's result does not depend on the rest of the grid; ``run_batch`` vmaps groups of runs)
+  and jit-compiled with the training state donated, so there is no per-step Python overhead;
 * the optimizer is rebuilt inside the traced step from the run's hyperparameters, so
-  learning rates, β's, weight decays, ... are per-run scalars of the vmapped state;
+  learning rates, β's, weight decays, ... are per-run scalars of the stacked state;
 * a run whose loss or gradient turns non-finite is frozen and marked diverged (its history up
   to that point is kept) while the other runs go on; early stopping freezes a run whose
   validation accuracy has not improved for ``patience`` epochs;
 * with ``checkpoint_dir`` the state is saved with orbax after every epoch (atomically: a
   crash never leaves a half-written checkpoint) and a later call with the same arguments
-  resumes from the latest checkpoint, bit-exactly;
+  resumes from the latest intact checkpoint, bit-exactly (only the same configuration:
+  see ``train``'s ``checkpoint_dir``);
 * with more than one visible device the batch is sharded over all devices (data parallel),
   parameters are replicated and the optimizer state follows the parameters.
 
@@ -314,18 +316,38 @@ def _stack(trees: list, sharding: NamedSharding | None):
     return jax.device_put(stacked, sharding) if sharding is not None else stacked
 
 
-def _over_runs(fn: Callable, runs: int, in_axes: tuple) -> Callable:
-    """``jax.vmap(fn, in_axes)`` over the runs of the grid; for a single run the run axis is
-    dropped and restored instead (vmap would turn convolutions into slower grouped ones)."""
-    if runs > 1:
-        return jax.vmap(fn, in_axes=in_axes)
+def _over_runs(fn: Callable, runs: int, in_axes: tuple, run_batch: int = 1) -> Callable:
+    """``fn`` over the runs of the grid (the arguments with ``in_axes`` 0 carry a leading run
+    axis), as a ``lax.map``: one run after another, ``run_batch`` runs at a time vmapped.
 
-    def single(*args):
-        args = [jax.tree.map(lambda a: a[0], a) if axis == 0 else a
-                for a, axis in zip(args, in_axes, strict=True)]
-        return jax.tree.map(lambda a: a[None], fn(*args))
+    The computation of a run then does not depend on how many runs the grid has: XLA picks
+    fusions and reduction orders by array shape, so ``jax.vmap`` over the whole grid made a
+    run's floating-point rounding (and, amplified over epochs, its accuracy) depend on the
+    grid's size. With ``run_batch`` > 1 the run axis is padded to a multiple of it (copies of
+    the first run, discarded), so results depend on ``run_batch`` but not on the grid.
+    """
+    n = -(-runs // run_batch)
 
-    return single
+    def mapped(*args):
+        per_run = [a for a, axis in zip(args, in_axes, strict=True) if axis == 0]
+        shared = [a for a, axis in zip(args, in_axes, strict=True) if axis != 0]
+
+        def call(xs):
+            it, rest = iter(xs), iter(shared)
+            return fn(*[next(it) if axis == 0 else next(rest) for axis in in_axes])
+
+        if run_batch == 1:
+            return jax.lax.map(call, per_run)
+
+        def pad(a):
+            a = jnp.concatenate([a, jnp.repeat(a[:1], n * run_batch - runs, 0)]) \
+                if n * run_batch > runs else a
+            return a.reshape(n, run_batch, *a.shape[1:])
+
+        out = jax.lax.map(jax.vmap(call), jax.tree.map(pad, per_run))
+        return jax.tree.map(lambda a: a.reshape(n * run_batch, *a.shape[2:])[:runs], out)
+
+    return mapped
 
 
 def _chunks(x: np.ndarray, y: np.ndarray, size: int):
@@ -640,6 +662,7 @@ def train(
     run_name: str | None = None,
     data_parallel: bool | None = None,
     unroll: int | bool = 1,
+    run_batch: int = 1,
     progress: bool | None = None,
 ) -> TrainResult:
     """Trains ``model`` on ``dataset`` for every run of the grid ``hyperparams × seeds``.
@@ -676,10 +699,17 @@ def train(
       unroll: ``lax.scan`` unrolling of the epoch loop. XLA:CPU runs convolution gradients
         3–4× slower inside a loop than outside (``benchmarks/RESULTS.md``); on CPU,
         ``unroll=True`` for conv models with short epochs trades compile time for speed.
-      progress: progress bar (default: only on a terminal).
+      run_batch: how many runs of the grid one step of the compiled program trains together
+        (vmapped); the runs go through in groups of this size. With 1 (default) every run of
+        a grid gives bit for bit the result it gives alone. A larger value can be faster
+        (on accelerators, for small models) and gives results that do not depend on the
+        grid either, but on ``run_batch``: they differ from ``run_batch=1`` by float32
+        rounding, which training amplifies (about ±1 % test accuracy on MNIST-1D after 20
+        epochs).
     """
     t_start = time.perf_counter()
     _check_arguments(dataset, epochs, batch_size, eval_batch_size, patience, unroll)
+    check_int("run_batch", run_batch, low=1)
     if run_name is not None and (not isinstance(run_name, str) or not run_name.strip()):
         raise TypeError(f"run_name must be a non-empty string, got {run_name!r}")
     optimizer_arg = optimizer
@@ -703,8 +733,9 @@ def train(
                                                    getattr(dataset, f"y_{split}"),
                                                    eval_batch_size))
              for split in ("val", "test")}
-    epoch_fn = jax.jit(_over_runs(program.epoch, G, (0, None, None, None)), donate_argnums=0)
-    eval_fn = jax.jit(_over_runs(program.evaluate, G, (0, None, None, None)))
+    epoch_fn = jax.jit(_over_runs(program.epoch, G, (0, None, None, None), run_batch),
+                       donate_argnums=0)
+    eval_fn = jax.jit(_over_runs(program.evaluate, G, (0, None, None, None), run_batch))
 
     user_config = config
     config = dict(config) if config is not None else {
