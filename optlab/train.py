@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
 import itertools
 import json
 import math
@@ -53,7 +54,8 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from optlab._checks import check_int
+from optlab import lipschitz
+from optlab._checks import check_int, unknown_name
 
 METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss",
            "test_accuracy")
@@ -266,7 +268,12 @@ class _Program:
                 return loss, (acc, nnx.split(model, nnx.Param, ...)[2])
 
             (loss, (acc, new_rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-            updates, new_opt = tx.update(grads, opt_state, params)
+            extra = {}
+            if needs_activations:  # LipschitzLR: the input of the last dense layer
+                model = nnx.merge(self.graph_train, params, rest, copy=True)
+                extra["activations"] = jax.lax.stop_gradient(
+                    lipschitz.penultimate_activations(model, xb))
+            updates, new_opt = tx.update(grads, opt_state, params, **extra)
             new_params = optax.apply_updates(params, updates)
             finite = jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grads))
             take = ok & finite
@@ -276,6 +283,7 @@ class _Program:
                      pick(new_opt, opt_state), ok & finite)
             return carry, (loss, acc, take)
 
+        needs_activations = _needs_activations(run["opt_state"])
         carry0 = (run["params"], run["rest"], run["opt_state"], run["active"])
         (params, rest, opt_state, ok), (loss, acc, took) = jax.lax.scan(step, carry0, order,
                                                                    unroll=self.unroll)
@@ -648,7 +656,7 @@ def _mesh(data_parallel: bool | None, batch_size: int) -> Mesh | None:
 def train(
     dataset,
     model: str | ModelFactory,
-    optimizer: OptimizerFactory,
+    optimizer: str | OptimizerFactory | optax.GradientTransformation,
     *,
     hyperparams: Mapping[str, float | Sequence[float]] | None = None,
     seeds: int | Sequence[int] = 1,
@@ -671,9 +679,14 @@ def train(
       dataset: an :class:`optlab.tasks.Dataset` (``x_train``, ``y_train``, ``x_val``, ...).
       model: a model name from :data:`optlab.tasks.MODELS` or ``rngs -> nnx.Module``.
       optimizer: ``(**hyperparams) -> optax.GradientTransformation``, e.g. ``optlab.adam`` or
-        ``functools.partial(optlab.adamw, weight_decay=1e-4)``; it is called with each run's
-        hyperparameters (traced scalars inside the compiled step). A built transform (e.g.
-        ``optax.chain(optax.clip(1.0), optlab.lion(1e-4))``) is accepted without a grid.
+        ``functools.partial(optlab.adamw, weight_decay=1e-4)``, or a name such as ``"adam"``
+        (``optlab list``); it is called with each run's hyperparameters (traced scalars inside
+        the compiled step). A built transform (e.g.
+        ``optax.chain(optax.clip(1.0), optlab.lion(1e-4))``) is accepted without a grid. An
+        optimizer containing ``optlab.lipschitz.scale_by_lipschitz`` (``optlab.lipschitz_sgd``)
+        gets ``activations=`` :func:`optlab.lipschitz.penultimate_activations` of the batch
+        at every update (an extra forward pass), and a factory whose ``num_classes`` is
+        required and not given gets the data set's.
       hyperparams: name → value or list of values (e.g. ``{"learning_rate": [1e-3, 1e-2]}``).
       seeds: number of seeds (0..n−1) or the seeds themselves; each seed sets the model's
         initialisation and the data order.
@@ -712,9 +725,14 @@ def train(
     check_int("run_batch", run_batch, low=1)
     if run_name is not None and (not isinstance(run_name, str) or not run_name.strip()):
         raise TypeError(f"run_name must be a non-empty string, got {run_name!r}")
-    optimizer_arg = optimizer
+    optimizer_arg = optimizer = _resolve_optimizer(optimizer)
     optimizer = _as_factory(optimizer, hyperparams)
     grid = Grid.make(hyperparams, seeds)
+    optimizer = _with_num_classes(optimizer, dataset.num_classes, grid)
+    if schedule is not None and "learning_rate" not in grid.names:
+        raise ValueError("schedule multiplies the learning rate, so it needs "
+                         "hyperparams={'learning_rate': ...} (the optimizer's learning_rate "
+                         "argument, given through the grid)")
     for hp, _ in grid.runs[:: len(grid.seeds)]:
         optimizer(**hp)  # fail on bad hyperparameters now, with the optimizer's own message
     model_fn = _resolve_model(model, dataset)
@@ -757,7 +775,8 @@ def train(
         fingerprint, unknown = _identity(
             dataset, model, optimizer_arg, schedule, grid,
             {"epochs": epochs, "batch_size": batch_size, "patience": patience,
-             "eval_batch_size": eval_batch_size}, user_config, run_name)
+             "eval_batch_size": eval_batch_size, "run_batch": run_batch}, user_config,
+            run_name)
         ckpt = _Checkpoints(checkpoint_dir, fingerprint, unknown)
         try:
             restored = ckpt.restore(jax.tree.map(
@@ -823,6 +842,42 @@ def _check_arguments(dataset, epochs, batch_size, eval_batch_size, patience, unr
                          f"of {dataset.name!r}; allowed range 1..{n_train}")
     if patience is not None and len(dataset.y_val) == 0:
         raise ValueError("patience needs a validation set (dataset has no x_val/y_val)")
+
+
+def _resolve_optimizer(optimizer):
+    """An optimizer name (``optlab.registry``'s, or ``"lipschitz_sgd"``) → its function."""
+    if not isinstance(optimizer, str):
+        return optimizer
+    from optlab import registry
+
+    names = {**registry.OPTIMIZERS, "lipschitz_sgd": lipschitz.lipschitz_sgd}
+    if optimizer not in names:
+        raise unknown_name("optimizer", optimizer, names)
+    return names[optimizer]
+
+
+def _with_num_classes(factory: OptimizerFactory, num_classes: int,
+                      hyperparams: Grid) -> OptimizerFactory:
+    """Gives a factory that requires ``num_classes`` (``optlab.lipschitz_sgd``) the data
+    set's number of classes, unless the caller set it."""
+    try:
+        parameter = inspect.signature(factory).parameters.get("num_classes")
+    except (TypeError, ValueError):
+        return factory
+    if (parameter is None or parameter.default is not inspect.Parameter.empty
+            or parameter.kind not in (inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                      inspect.Parameter.KEYWORD_ONLY)
+            or "num_classes" in hyperparams.names):
+        return factory
+    return functools.partial(factory, num_classes=num_classes)
+
+
+def _needs_activations(opt_state) -> bool:
+    """Whether the optimizer contains ``optlab.lipschitz.scale_by_lipschitz`` (recognised by
+    its state), which needs the penultimate activations at every update."""
+    state_type = lipschitz.LipschitzState
+    nodes = jax.tree.leaves(opt_state, is_leaf=lambda n: isinstance(n, state_type))
+    return any(isinstance(n, state_type) for n in nodes)
 
 
 def _as_factory(optimizer, hyperparams) -> OptimizerFactory:
