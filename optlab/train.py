@@ -578,7 +578,12 @@ class _Checkpoints:
             aside.mkdir(exist_ok=True)
             moved = []
             for s, why in damaged:
-                target = aside / f"{s}-{time.strftime('%Y%m%d-%H%M%S')}"
+                stamp = time.strftime("%Y%m%d-%H%M%S")
+                target = aside / f"{s}-{stamp}"
+                for k in itertools.count(1):
+                    if not target.exists():
+                        break
+                    target = aside / f"{s}-{stamp}-{k}"
                 os.replace(self.directory / str(s), target)
                 moved.append(f"checkpoint {s} ({why}) moved to {target}")
             self.manager.reload()
