@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import io
 import itertools
 import json
@@ -32,6 +33,7 @@ import sys
 import tempfile
 import textwrap
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -323,10 +325,16 @@ def _scoped(options: dict[str, str], name: str, names: Sequence[str], flag: str,
 
 
 def _spec(name: str, names: Sequence[str], args, lrs: list[float], total_steps: int,
-          names_flag: str) -> _Spec:
+          names_flag: str, num_classes: int | None = None) -> _Spec:
     """Parses and checks ``--opt-arg`` / ``--grid`` for optimizer ``name``; builds it at every
-    grid point, so a bad value fails here, before any training."""
+    grid point, so a bad value fails here, before any training. An optimizer that reads the
+    number of classes (``lipschitz_sgd``) gets the data set's ``num_classes``."""
     fn = registry.optimizer(name)
+    if "num_classes" in registry.parameters(fn):
+        if num_classes is None:
+            raise CLIError(f"{names_flag}: {name} needs a classification data set (it reads the "
+                           "model's penultimate activations), not a synthetic problem")
+        fn = functools.partial(fn, num_classes=num_classes)
     opt_args = _scoped(_key_values(args.opt_arg, "--opt-arg"), name, names, "--opt-arg",
                        names_flag)
     grid = _scoped(_key_values(args.grid, "--grid"), name, names, "--grid", names_flag)
@@ -595,6 +603,9 @@ def _list_one(name: str) -> int:
             print(_wrap(p))
         print("arguments (--opt-arg NAME=VALUE; scalars also --grid NAME=V1,V2):")
         for arg, default in registry.arguments(fn):
+            if arg == "num_classes":
+                print("  num_classes = the data set's number of classes")
+                continue
             note = "  (--lr)" if arg == "learning_rate" else ""
             print(f"  {arg} = {default}{note}")
         chains = registry.primitives(fn)
@@ -652,7 +663,8 @@ def cmd_train(args) -> int:
     _resolve_flags(args, kind)
     out = _writable(args.out)
     setup = _setup(args, tasks[0])
-    spec = _spec(opt[0], opt, args, args.lr, setup.total_steps, "--optimizer")
+    spec = _spec(opt[0], opt, args, args.lr, setup.total_steps, "--optimizer",
+                 setup.data.num_classes)
     _claim(out, "train", _run_config(args, setup, spec))
     print(f"optlab train: {setup.model} on {setup.data.summary()}, {opt[0]}, "
           f"{len(args.lr)} lr x {args.seeds} seeds, {args.epochs} epochs", flush=True)
@@ -762,7 +774,8 @@ def cmd_compare(args) -> int:
         args.lr = _lrs(DEFAULT_LRS)
     out = _writable(args.out)
     setup = _setup(args, tasks[0])
-    specs = [_spec(n, names, args, args.lr, setup.total_steps, "--optimizers") for n in names]
+    specs = [_spec(n, names, args, args.lr, setup.total_steps, "--optimizers",
+                   setup.data.num_classes) for n in names]
     data, model = setup.data, setup.model
     _claim(out, "compare", {
         "task": data.name, "model": model, "model_args": _key_values(args.model_arg,
@@ -933,11 +946,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    if filename.startswith(os.path.dirname(__file__)):
+        print(f"optlab: warning: {message}", file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(_join_negative_values(sys.argv[1:] if argv is None else argv))
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            # optlab's own warnings (a damaged checkpoint moved aside, ...) as one line each
+            warnings.showwarning = _show_warning
+            return args.func(args)
     except CLIError as e:
         print(f"optlab: error: {e}", file=sys.stderr)
         return 2

@@ -67,7 +67,7 @@ from flax import nnx
 from optlab import _checks
 from optlab.accumulators import ema
 from optlab.combiners import select
-from optlab.stream import expect_plain, scalar_as, tree_map
+from optlab.stream import chain, expect_plain, scalar_as, tree_map
 
 LossName = Literal["cross_entropy", "mse"]
 ActivationNorm = Literal["max_example", "frobenius", "max_entry"]
@@ -269,8 +269,10 @@ def lipschitz_sgd(
     loss: LossName = "cross_entropy",
     momentum: float | None = None,
     max_learning_rate: float | None = None,
+    scale: float = 1.0,
 ) -> optax.GradientTransformationExtraArgs:
-    r"""SGD with the LipschitzLR step :math:`η_t = 1/K_t` (Yedida & Saha 2019).
+    r"""SGD with the LipschitzLR step :math:`η_t = \mathrm{scale}/K_t` (Yedida & Saha 2019;
+    scale 1 is the paper's).
 
     :math:`u_t = -η_t g_t`; with ``momentum`` β, the paper's "adaptive momentum" form
     :math:`m_t = β m_{t-1} + (1-β) g_t`, :math:`u_t = -η_t m_t` (an EMA, so the step keeps the
@@ -280,10 +282,11 @@ def lipschitz_sgd(
     """
     if momentum is not None:
         _checks.check_decay("momentum", momentum, allow_schedule=False)
-    tail = scale_by_lipschitz(loss, num_classes=num_classes, max_learning_rate=max_learning_rate)
+    tail = scale_by_lipschitz(loss, num_classes=num_classes, max_learning_rate=max_learning_rate,
+                              scale=scale)
     if momentum is None:
-        return optax.chain(tail)
-    return optax.chain(ema("m", momentum), select("m"), tail)
+        return chain(tail)
+    return chain(ema("mu", momentum), select("mu"), tail)
 
 
 def _last_linear_index(layers: Any) -> int | None:

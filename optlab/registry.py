@@ -25,9 +25,18 @@ def momentum(learning_rate: float, momentum: float = 0.9, nesterov: bool = False
     return optlab.sgd(learning_rate, momentum=momentum, nesterov=nesterov)
 
 
+def lipschitz_sgd(learning_rate: float = 1.0, momentum: float | None = None,
+                  max_learning_rate: float | None = None, *, num_classes: int):
+    """SGD with the LipschitzLR step learning_rate / K_t (Yedida & Saha 2019), K_t from the
+    penultimate activations each step: --lr scales 1/K (1 is the paper's step)."""
+    return optlab.lipschitz_sgd(num_classes, momentum=momentum,
+                                max_learning_rate=max_learning_rate, scale=learning_rate)
+
+
 OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
     **{name: getattr(optlab, name) for name in optlab.OPTIMIZERS},
     "momentum": momentum,
+    "lipschitz_sgd": lipschitz_sgd,
 }
 
 # Schedules accepted by name; helpers that return step lists are not schedules.
