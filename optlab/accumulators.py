@@ -1,7 +1,8 @@
 """Accumulators: transforms that add one named statistic of the gradient to the stream.
 
 Each accumulator owns exactly the state of its statistic, stored under the statistic's name
-(``{"mu": tree}``, so ``optax.tree.get(state, "mu")`` finds it), and writes the statistic —
+(``{"mu": tree}``, so ``optax.tree.get(state, "mu")`` finds it; Adafactor's factored moments
+keep optax's ``v_row`` / ``v_col`` / ``v``), and writes the statistic —
 bias-corrected if asked — into the :class:`~optlab.stream.Stream` under ``name``. The step
 count comes from the enclosing :func:`optlab.chain` (one counter per optimizer); an
 accumulator used on its own keeps its own. A plain update tree that reaches an accumulator is
@@ -116,18 +117,18 @@ def _ema(
         stream, x = _read_source(updates, state[name], source, who)
         beta = _checks.resolve(decay, count)
         b, one_minus_b = per_dtype(lambda _: beta), per_dtype(lambda _: 1 - beta)
-        mu = tree_map(lambda g, m: b(m) * m + one_minus_b(m) * power(g), x, state[name])
+        mu = tree_map(lambda g, m: b(g, m) * m + one_minus_b(g, m) * power(g), x, state[name])
         if emit == "previous":
             out = state[name]
         elif nesterov:
             # Dozat (2016) look-ahead, optax convention: β m̂_{t+1} + (1 − β) x / (1 − βᵗ).
-            t = increment(count)
             if debias:
-                bc_next, bc = _bias_correction(beta, t + 1), _bias_correction(beta, t)
-                out = tree_map(lambda m, g: b(m) * m / bc_next(m) + one_minus_b(m) * g / bc(m),
-                               mu, x)
+                t = increment(count)
+                bc_next, bc = _bias_correction(beta, increment(t)), _bias_correction(beta, t)
+                out = tree_map(lambda m, g: b(m, g) * m / bc_next(m) + one_minus_b(m, g) * g
+                               / bc(m), mu, x)
             else:
-                out = tree_map(lambda m, g: b(m) * m + one_minus_b(m) * g, mu, x)
+                out = tree_map(lambda m, g: b(m, g) * m + one_minus_b(m, g) * g, mu, x)
         elif debias:
             bc = _bias_correction(beta, increment(count))
             out = tree_map(lambda m: m / bc(m), mu)
@@ -135,7 +136,7 @@ def _ema(
             out = mu
         return stream.add(name, out), {name: cast_like(mu, state[name])}
 
-    return primitive(init_fn, update_fn, counted=debias or nesterov or callable(decay))
+    return primitive(init_fn, update_fn, counted=debias or callable(decay))
 
 
 def ema(
@@ -222,8 +223,8 @@ def trace(
         del params, extra
         stream, x = _read_source(updates, state[name], source, "trace")
         mu = per_dtype(lambda _: _checks.resolve(decay, count))
-        m = tree_map(lambda g, t: g + mu(t) * t, x, state[name])
-        out = tree_map(lambda g, t: g + mu(t) * t, x, m) if nesterov else m
+        m = tree_map(lambda g, t: g + mu(g, t) * t, x, state[name])
+        out = tree_map(lambda g, t: g + mu(g, t) * t, x, m) if nesterov else m
         return stream.add(name, out), {name: cast_like(m, state[name])}
 
     return primitive(init_fn, update_fn, counted=callable(decay))
@@ -267,7 +268,7 @@ def nadam_momentum(
         a = per_dtype(lambda _: mu_next / (1 - prod * mu_next))
         c = per_dtype(lambda _: (1 - mu_t) / (1 - prod))
         m = tree_map(lambda x, m: b1 * m + (1 - b1) * x, g, state[name])
-        out = tree_map(lambda m, x: a(m) * m + c(m) * x, m, g)
+        out = tree_map(lambda m, x: a(m, x) * m + c(m, x) * x, m, g)
         return stream.add(name, out), {name: cast_like(m, state[name]), "mu_product": prod}
 
     return primitive(init_fn, update_fn, counted=True)

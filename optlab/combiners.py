@@ -82,8 +82,9 @@ def ratio(
 ) -> Primitive:
     r"""Adaptive ratio :math:`u = n / (\sqrt{d - c^2 + ε_{root}} + ε)`.
 
-    The Adam family (Kingma & Ba 2015) reads ``("m", "v")``; RMSprop and Adagrad read
-    ``("g", "v")``. ε may sit outside the square root (``eps``, Adam's and PyTorch's
+    The Adam family (Kingma & Ba 2015) reads its first and second moments (the zoo names
+    them ``"mu"``, ``"nu"``, as optax does); RMSprop and Adagrad read ``"g"`` and a second
+    moment. ε may sit outside the square root (``eps``, Adam's and PyTorch's
     convention) or inside it (``eps_root``, optax's RMSprop/Adagrad default). ``center`` names a
     first moment c subtracted from d (centered RMSprop, Graves 2013). With ``sqrt=False`` the
     denominator is used as it is, :math:`n/(d+ε)` (AdaMax's infinity norm). Where both ε are 0
@@ -228,9 +229,9 @@ def bounded_ratio(
 
 
 class RmsRatioState(NamedTuple):
-    """Adadelta's running average of squared updates, E[Δx²]."""
+    """Adadelta's running average of squared updates, E[Δx²] (optax's name: ``e_x``)."""
 
-    delta_sq: Any
+    e_x: Any
 
 
 def rms_ratio(
@@ -258,10 +259,10 @@ def rms_ratio(
         def one(g, v, ex):
             return (jnp.sqrt(ex + scalar_as(eps, ex)) / jnp.sqrt(v + scalar_as(eps, v))) * g
 
-        dx = tree_map(one, stream[numerator], stream[denominator], state.delta_sq)
+        dx = tree_map(one, stream[numerator], stream[denominator], state.e_x)
         ex = tree_map(lambda d, e: scalar_as(rho, e) * e + scalar_as(1 - rho, e) * abs_sq(d),
-                      dx, state.delta_sq)
-        return dx, RmsRatioState(cast_like(ex, state.delta_sq))
+                      dx, state.e_x)
+        return dx, RmsRatioState(cast_like(ex, state.e_x))
 
     return primitive(init_fn, update_fn, counted=False)
 

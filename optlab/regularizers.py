@@ -60,7 +60,7 @@ def _add_scaled_params(rate: ScalarOrSchedule, mask: Mask, who: str) -> Primitiv
 
         if mask is None:
             return decay(updates, params), state
-        keep = mask(params) if callable(mask) else mask
+        keep = mask(updates) if callable(mask) else mask  # as optax.masked
         out = jax.tree.map(lambda k, u, p: decay(u, p) if k else u, keep, updates, params)
         return out, state
 

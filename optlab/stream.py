@@ -32,13 +32,23 @@ GRAD = "g"
 """Name under which the incoming gradient is available to every primitive."""
 
 
+class StreamError(ValueError):
+    """A statistic is missing, produced twice, or does not match the params' structure."""
+
+
+class MisplacedTransformError(TypeError):
+    """A transform received a statistic stream where it needs a plain update tree."""
+
+
 @jax.tree_util.register_pytree_with_keys_class
 class Stream(Mapping[str, Any]):
     """An immutable mapping ``name -> tree`` of statistics of one gradient.
 
     A stream rebuilt by a pytree map (``jax.tree.map`` in an optax transform placed between
     an accumulator and a combiner) is marked, so the next optlab transform reports the
-    misplaced transform instead of silently reading statistics it changed.
+    misplaced transform instead of silently reading statistics it changed. Any unflattening
+    marks it, also a ``jax.jit`` or ``lax.cond`` boundary that a stream crosses inside a custom
+    transform; such code re-wraps it as ``Stream(dict(stream))``.
     """
 
     __slots__ = ("_rebuilt", "_stats")
@@ -52,7 +62,7 @@ class Stream(Mapping[str, Any]):
         try:
             return self._stats[name]
         except KeyError:
-            raise ValueError(
+            raise StreamError(
                 f"statistic {name!r} is not in the stream; available: {sorted(self._stats)}. "
                 "Place the accumulator that produces it earlier in the chain."
             ) from None
@@ -74,7 +84,7 @@ class Stream(Mapping[str, Any]):
     def add(self, name: str, value: Any) -> Stream:
         """Returns a new stream with a *new* statistic; adding an existing name is an error."""
         if name in self._stats:
-            raise ValueError(
+            raise StreamError(
                 f"statistic {name!r} is produced twice in one chain; give each accumulator its "
                 f"own name (already in the stream: {sorted(self._stats)})"
             )
@@ -95,10 +105,10 @@ class Stream(Mapping[str, Any]):
         return cls(dict(zip(names, children, strict=True)), _rebuilt=True)
 
 
-def _misplaced(stream: Stream, who: str) -> TypeError:
-    return TypeError(
+def _misplaced(stream: Stream, who: str, detail: str = "") -> MisplacedTransformError:
+    return MisplacedTransformError(
         f"{who} received a statistic stream {stream!r}; it acts on plain update trees, so "
-        "place it before the first accumulator or after the combiner in the chain"
+        "place it before the first accumulator or after the combiner in the chain" + detail
     )
 
 
@@ -110,7 +120,7 @@ def as_stream(updates: Any, who: str = "an optlab transform") -> Stream:
     if not isinstance(updates, Stream):
         return Stream({GRAD: updates})
     if updates._rebuilt:
-        raise TypeError(
+        raise MisplacedTransformError(
             f"a transform that is not an optlab primitive sits between an accumulator and the "
             f"combiner: it acted on the whole statistic stream {updates!r} before {who} read "
             "it. Transforms of plain update trees (optax.scale, clipping, ...) go before the "
@@ -129,7 +139,7 @@ def check_same_structure(tree: Any, reference: Any, what: str, reference_what: s
     """Raises ``ValueError`` when two trees do not have the same structure (trace time only)."""
     got, want = jax.tree.structure(tree), jax.tree.structure(reference)
     if got != want:
-        raise ValueError(
+        raise StreamError(
             f"{what} tree does not match {reference_what}: expected structure {want}, got {got}"
         )
 
@@ -171,18 +181,21 @@ def scalar_as(x: Any, *leaves: jax.Array) -> Any:
     return x if getattr(x, "dtype", None) == dtype else jnp.asarray(x).astype(dtype)
 
 
-def per_dtype(fn: Callable[[Any], Any]) -> Callable[[jax.Array], Any]:
-    """Memoises a per-leaf scalar by leaf dtype within one trace.
+def per_dtype(fn: Callable[[Any], Any]) -> Callable[..., Any]:
+    """Memoises a per-leaf scalar by dtype within one trace.
 
-    A step-dependent scalar (a bias correction 1 − βᵗ, a schedule value) is then computed
-    once per dtype, not once per leaf: a 500-leaf tree gets one ``pow``, as in optax.
+    ``get(*leaves)`` returns ``fn(dtype)`` cast like :func:`scalar_as` to the promoted dtype of
+    ``leaves`` (pass every operand the scalar multiplies, e.g. the gradient and a bfloat16
+    state, so β is not rounded to the state's precision). A step-dependent scalar (a bias
+    correction 1 − βᵗ, a schedule value) is then computed once per dtype, not once per leaf:
+    a 500-leaf tree gets one ``pow``, as in optax.
     """
     cache: dict[Any, Any] = {}
 
-    def get(leaf: jax.Array) -> Any:
-        key = jnp.result_type(leaf)
+    def get(*leaves: jax.Array) -> Any:
+        key = jnp.result_type(*leaves)
         if key not in cache:
-            cache[key] = scalar_as(fn(key), leaf)
+            cache[key] = scalar_as(fn(key), *leaves)
         return cache[key]
 
     return get
@@ -235,6 +248,11 @@ class Primitive(optax.GradientTransformationExtraArgs):
     step_update: StepUpdate
     counted: bool
 
+    def _replace(self, **fields) -> optax.GradientTransformationExtraArgs:
+        """A plain optax transform with ``fields`` replaced (it keeps its own counter: the
+        counter-free ``step_init`` / ``step_update`` no longer describe it)."""
+        return optax.GradientTransformationExtraArgs(*tuple.__iter__(self))._replace(**fields)
+
 
 def primitive(step_init: StepInit, step_update: StepUpdate, *, counted: bool) -> Primitive:
     """Builds a :class:`Primitive` from its counter-free ``step_init`` / ``step_update``.
@@ -275,8 +293,10 @@ def _run_foreign(index: int, tx, updates, state, params, extra):
     who = f"transform #{index} of the chain ({_describe(tx)})"
     try:
         out, new_state = update(updates, state, params, **extra)
+    except (StreamError, MisplacedTransformError):
+        raise  # raised by an optlab primitive inside it (e.g. an optax.chain of combiners)
     except (TypeError, ValueError) as e:
-        raise _misplaced(updates, who) from e
+        raise _misplaced(updates, who, f" (it failed with {type(e).__name__}: {e})") from e
     if isinstance(out, Stream) and out._rebuilt:
         raise _misplaced(updates, who)
     return out, new_state

@@ -324,15 +324,20 @@ def _stack(trees: list, sharding: NamedSharding | None):
     return jax.device_put(stacked, sharding) if sharding is not None else stacked
 
 
-def _over_runs(fn: Callable, runs: int, in_axes: tuple, run_batch: int = 1) -> Callable:
+def _over_runs(fn: Callable, runs: int, in_axes: tuple, run_batch: int = 1,
+               unrolled: bool = False) -> Callable:
     """``fn`` over the runs of the grid (the arguments with ``in_axes`` 0 carry a leading run
-    axis), as a ``lax.map``: one run after another, ``run_batch`` runs at a time vmapped.
+    axis): one group of ``run_batch`` runs after another (vmapped within a group), as a
+    ``lax.map`` — or, with ``unrolled``, as a Python loop, each group inline.
 
     The computation of a run then does not depend on how many runs the grid has: XLA picks
     fusions and reduction orders by array shape, so ``jax.vmap`` over the whole grid made a
     run's floating-point rounding (and, amplified over epochs, its accuracy) depend on the
     grid's size. With ``run_batch`` > 1 the run axis is padded to a multiple of it (copies of
-    the first run, discarded), so results depend on ``run_batch`` but not on the grid.
+    the first run, discarded), so results depend on ``run_batch`` but not on the grid. A single
+    group, and every group when ``unrolled``, runs outside any loop: XLA:CPU runs convolution
+    gradients several times slower inside a loop body, which would undo ``unroll=True``, and a
+    fully unrolled epoch gives other bits inside a loop than outside one.
     """
     n = -(-runs // run_batch)
 
@@ -344,15 +349,23 @@ def _over_runs(fn: Callable, runs: int, in_axes: tuple, run_batch: int = 1) -> C
             it, rest = iter(xs), iter(shared)
             return fn(*[next(it) if axis == 0 else next(rest) for axis in in_axes])
 
-        if run_batch == 1:
-            return jax.lax.map(call, per_run)
+        group = call if run_batch == 1 else jax.vmap(call)
 
-        def pad(a):
+        def pad(a):  # (runs, ...) -> (n, run_batch, ...), or (n, ...) when run_batch == 1
+            if run_batch == 1:
+                return a
             a = jnp.concatenate([a, jnp.repeat(a[:1], n * run_batch - runs, 0)]) \
                 if n * run_batch > runs else a
             return a.reshape(n, run_batch, *a.shape[1:])
 
-        out = jax.lax.map(jax.vmap(call), jax.tree.map(pad, per_run))
+        groups = jax.tree.map(pad, per_run)
+        if n == 1 or unrolled:
+            outs = [group(jax.tree.map(lambda a, i=i: a[i], groups)) for i in range(n)]
+            out = jax.tree.map(lambda *o: jnp.stack(o), *outs)
+        else:
+            out = jax.lax.map(group, groups)
+        if run_batch == 1:
+            return out
         return jax.tree.map(lambda a: a.reshape(n * run_batch, *a.shape[2:])[:runs], out)
 
     return mapped
@@ -756,8 +769,8 @@ def train(
                                                    getattr(dataset, f"y_{split}"),
                                                    eval_batch_size))
              for split in ("val", "test")}
-    epoch_fn = jax.jit(_over_runs(program.epoch, G, (0, None, None, None), run_batch),
-                       donate_argnums=0)
+    epoch_fn = jax.jit(_over_runs(program.epoch, G, (0, None, None, None), run_batch,
+                                  unrolled=unroll is True), donate_argnums=0)
     eval_fn = jax.jit(_over_runs(program.evaluate, G, (0, None, None, None), run_batch))
 
     user_config = config

@@ -74,6 +74,7 @@ def test_primitive_alone_keeps_its_own_counter_and_chain_shares_one():
 @pytest.mark.parametrize("name,field", [("adam", "mu"), ("adam", "nu"), ("amsgrad", "nu_max"),
                                         ("sgd_momentum", "trace"), ("rmsprop", "nu"),
                                         ("adagrad", "sum_of_squares"), ("adadelta", "e_g"),
+                                        ("adadelta", "e_x"),
                                         ("lion", "mu"), ("adafactor", "v_row")])
 def test_state_entries_have_optax_names(name, field):
     state = make(name).init(PARAMS)
@@ -172,3 +173,42 @@ def test_state_type_and_sharding_are_stable_under_explicit_sharding():
     proc = subprocess.run([sys.executable, "-c", SHARDING_SCRIPT], capture_output=True,
                           text=True, env=env, timeout=300)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
+
+
+def test_decay_is_not_rounded_to_a_low_precision_state():
+    """A traced β multiplying a bfloat16 momentum and a float32 gradient stays float32, as in
+    optax (``inject_hyperparams`` makes β an array)."""
+    params = jnp.array([1.0, -2.0, 3.0])
+    updates = {}
+    for lib in (optax, optlab):
+        tx = optax.inject_hyperparams(lib.sgd, static_args=("accumulator_dtype",))(
+            learning_rate=0.1, momentum=0.9, accumulator_dtype=jnp.bfloat16)
+        p, s = params, tx.init(params)
+        for _ in range(3):
+            u, s = tx.update(jnp.sin(p), s, p)
+            p = optax.apply_updates(p, u)
+        updates[lib.__name__] = p
+    np.testing.assert_allclose(updates["optlab"], updates["optax"], rtol=1e-6)
+
+
+def test_an_optlab_error_inside_a_nested_optax_chain_is_not_masked():
+    tx = optlab.chain(optlab.ema("mu", 0.9), optlab.ema_of_square("nu", 0.99),
+                      optax.chain(optlab.ratio("mu", "nuu"), optax.scale(-0.1)))
+    with pytest.raises(ValueError, match="statistic 'nuu' is not in the stream"):
+        tx.update(PARAMS, tx.init(PARAMS))
+
+
+def test_a_failing_foreign_transform_names_its_error():
+    tx = optlab.chain(optlab.ema("m", 0.9), optax.scale_by_adam(), optlab.select("m"))
+    with pytest.raises(TypeError, match="it failed with"):
+        tx.update(PARAMS, tx.init(PARAMS))
+
+
+def test_replace_gives_a_plain_transform_that_chains():
+    adam = optlab.adam(0.1)
+    replaced = adam._replace(update=adam.update)
+    assert not isinstance(replaced, optlab.Primitive)
+    tx = optlab.chain(replaced)
+    u, _ = tx.update(PARAMS, tx.init(PARAMS), PARAMS)
+    ref, _ = adam.update(PARAMS, adam.init(PARAMS), PARAMS)
+    jax.tree.map(np.testing.assert_array_equal, u, ref)

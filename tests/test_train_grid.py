@@ -54,3 +54,14 @@ def test_a_run_does_not_depend_on_its_grid(mnist1d, run_batch):
 def test_run_batch_is_checked(mnist1d):
     with pytest.raises(ValueError, match="run_batch"):
         train(mnist1d, "mlp", optlab.adam, epochs=1, run_batch=0)
+
+
+def test_unrolled_epochs_do_not_depend_on_the_grid(mnist1d):
+    """With ``unroll=True`` each group of runs is inlined, not looped: a fully unrolled epoch
+    gives other bits inside a loop than outside one (and XLA:CPU runs convolution gradients
+    slower inside loops, which would undo the unrolling)."""
+    kw = dict(epochs=1, batch_size=512, progress=False, unroll=True)
+    alone = _run(train(mnist1d, "mlp", optlab.adam, seeds=[0],
+                       hyperparams={"learning_rate": 1e-2}, **kw), 0)
+    grid = train(mnist1d, "mlp", optlab.adam, seeds=2, hyperparams={"learning_rate": 1e-2}, **kw)
+    _assert_same_run(_run(grid, 0), alone, "seed 0 alone vs in a grid of 2, unrolled")
