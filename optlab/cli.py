@@ -591,23 +591,28 @@ def _wrap(text: str, indent: str = "  ") -> str:
                      for line in text.splitlines())
 
 
+def _print_doc_and_arguments(kind: str, name: str, fn, heading: str,
+                             notes: dict[str, str]) -> None:
+    """Docstring as text, then each argument with its default (``notes[arg]`` formats it)."""
+    paragraphs = registry.paragraphs(fn)
+    print(f"{kind} {name}: {paragraphs[0] if paragraphs else ''}")
+    for p in paragraphs[1:]:
+        print(_wrap(p))
+    print(heading)
+    for arg, default in registry.arguments(fn):
+        print(f"  {arg} = {notes.get(arg, '{}').format(default)}")
+
+
 def _list_one(name: str) -> int:
     from optlab.tasks import DATASETS, MODELS, PROBLEMS
     from optlab.tasks.models import model_options
 
     if name in registry.OPTIMIZERS:
         fn = registry.OPTIMIZERS[name]
-        paragraphs = registry.paragraphs(fn)
-        print(f"optimizer {name}: {paragraphs[0] if paragraphs else ''}")
-        for p in paragraphs[1:]:
-            print(_wrap(p))
-        print("arguments (--opt-arg NAME=VALUE; scalars also --grid NAME=V1,V2):")
-        for arg, default in registry.arguments(fn):
-            if arg == "num_classes":
-                print("  num_classes = the data set's number of classes")
-                continue
-            note = "  (--lr)" if arg == "learning_rate" else ""
-            print(f"  {arg} = {default}{note}")
+        _print_doc_and_arguments(
+            "optimizer", name, fn, "arguments (--opt-arg NAME=VALUE; scalars also --grid "
+            "NAME=V1,V2):", {"learning_rate": "{} (--lr)",
+                             "num_classes": "the data set's number of classes"})
         chains = registry.primitives(fn)
         if chains:
             print("chain of primitives:")
@@ -618,14 +623,7 @@ def _list_one(name: str) -> int:
                 print("\n".join(f"{pad}{part}" for part in parts))
         return 0
     if name in registry.SCHEDULES:
-        fn = registry.SCHEDULES[name]
-        paragraphs = registry.paragraphs(fn)
-        print(f"schedule {name}: {paragraphs[0] if paragraphs else ''}")
-        for p in paragraphs[1:]:
-            print(_wrap(p))
-        print("arguments:")
-        for arg, default in registry.arguments(fn):
-            print(f"  {arg} = {default}")
+        _print_doc_and_arguments("schedule", name, registry.SCHEDULES[name], "arguments:", {})
         return 0
     if name in DATASETS:
         print(f"task {name} (data set): {_cli_words(DATASETS[name])}")
