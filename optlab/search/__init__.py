@@ -1,0 +1,31 @@
+"""Neural optimizer search (Bello et al. 2017): the primitive space as programs.
+
+* :mod:`optlab.search.language` — operands, unary and binary functions, expression trees;
+* :mod:`optlab.search.compiler` — a program → an optlab chain (accumulators + one combiner).
+"""
+
+from optlab.search.compiler import compile_program, expression
+from optlab.search.language import (
+    BINARY,
+    OPERANDS,
+    UNARY,
+    Binary,
+    Leaf,
+    SearchConfig,
+    Unary,
+)
+
+compile = compile_program  # the issue's name: optlab.search.compile(program, lr)
+
+__all__ = [
+    "BINARY",
+    "OPERANDS",
+    "UNARY",
+    "Binary",
+    "Leaf",
+    "SearchConfig",
+    "Unary",
+    "compile",
+    "compile_program",
+    "expression",
+]
