@@ -14,6 +14,15 @@ from optlab.search.language import (
     SearchConfig,
     Unary,
 )
+from optlab.search.program import (
+    Program,
+    canonical,
+    equivalent,
+    formula,
+    parse,
+    program_hash,
+    random_program,
+)
 
 compile = compile_program  # the name: optlab.search.compile(program, lr)
 
@@ -23,9 +32,16 @@ __all__ = [
     "UNARY",
     "Binary",
     "Leaf",
+    "Program",
     "SearchConfig",
     "Unary",
+    "canonical",
     "compile",
     "compile_program",
+    "equivalent",
     "expression",
+    "formula",
+    "parse",
+    "program_hash",
+    "random_program",
 ]
