@@ -1,0 +1,200 @@
+"""A population of programs as integer arrays, interpreted inside one compiled function.
+
+A program of G groups is encoded as an int32 array ``code`` of shape (G, 5): per group the two
+operand indices (``0 … len(OPERANDS)−1`` for an operand, ``len(OPERANDS) + k`` for the
+result of group k < this group), the two unary function indices and the binary function
+index, in the order of :data:`~optlab.search.language.OPERANDS`, ``UNARY`` and ``BINARY``.
+
+:func:`interpreted` is the optimizer whose program is *data*: every operand is computed once
+per step, each group selects its operands by index and its functions with ``lax.switch``, so
+``jax.vmap`` over codes trains a whole population (× learning rates × seeds) as one XLA
+program, and one compilation serves every population of the same shape. Under ``vmap`` a
+switch evaluates all branches and selects, which is the price of one program for all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from optlab.accumulators import ema, ema_of_cube, ema_of_square
+from optlab.regularizers import _canonical_key, _check_key, scale_by_learning_rate
+from optlab.search.compiler import DEFAULT_CONFIG, ExpressionState
+from optlab.search.language import (
+    BINARY,
+    OPERANDS,
+    UNARY,
+    Binary,
+    Context,
+    Leaf,
+    Node,
+    SearchConfig,
+    Unary,
+)
+from optlab.stream import Primitive, as_stream, chain, primitive
+
+__all__ = ["decode", "encode", "interpreted", "interpreter_expression", "stack", "tree_of"]
+
+_OPERAND_INDEX = {o.name: i for i, o in enumerate(OPERANDS)}
+_UNARY_INDEX = {u.name: i for i, u in enumerate(UNARY)}
+_BINARY_INDEX = {b.name: i for i, b in enumerate(BINARY)}
+N_OPERANDS = len(OPERANDS)
+
+
+def _groups(program: Any) -> Sequence[Sequence[Any]]:
+    groups = getattr(program, "groups", program)
+    return [tuple(g) for g in groups]
+
+
+def _operand_index(tok: Any, k: int, pos: str) -> int:
+    if isinstance(tok, int | np.integer) and not isinstance(tok, bool):
+        if not 0 <= tok < k:
+            raise ValueError(f"group {k}, {pos}: group reference {tok} must name an earlier "
+                             f"group (0..{k - 1})")
+        return N_OPERANDS + int(tok)
+    return _token_index(_OPERAND_INDEX, tok, "operand")
+
+
+def _token_index(table: dict[str, int], tok: Any, kind: str) -> int:
+    if tok not in table:
+        from optlab._checks import unknown_name
+
+        raise unknown_name(kind, tok, table)
+    return table[tok]
+
+
+def encode(program: Any) -> np.ndarray:
+    """A program (a :class:`~optlab.search.program.Program` or a sequence of 5-token groups
+    ``(o1, o2, u1, u2, b)``, operands by name or as the int index of an earlier group) as an
+    int32 array of shape (groups, 5)."""
+    rows = []
+    for k, group in enumerate(_groups(program)):
+        if len(group) != 5:
+            raise ValueError(f"group {k}: expected 5 tokens (o1, o2, u1, u2, b), got {group!r}")
+        o1, o2, u1, u2, b = group
+        rows.append([_operand_index(o1, k, "o1"), _operand_index(o2, k, "o2"),
+                     _token_index(_UNARY_INDEX, u1, "unary function"),
+                     _token_index(_UNARY_INDEX, u2, "unary function"),
+                     _token_index(_BINARY_INDEX, b, "binary function")])
+    if not rows:
+        raise ValueError("a program needs at least one group")
+    return np.asarray(rows, np.int32)
+
+
+def decode(code: Any) -> list[tuple[Any, Any, str, str, str]]:
+    """The 5-token groups of an encoded program (inverse of :func:`encode`)."""
+    code = np.asarray(code)
+    if code.ndim != 2 or code.shape[1] != 5:
+        raise ValueError(f"code must have shape (groups, 5), got {code.shape}")
+
+    def op(i):
+        return OPERANDS[i].name if i < N_OPERANDS else int(i - N_OPERANDS)
+
+    return [(op(o1), op(o2), UNARY[u1].name, UNARY[u2].name, BINARY[b].name)
+            for o1, o2, u1, u2, b in code.tolist()]
+
+
+def tree_of(code: Any) -> Node:
+    """The expression tree of an encoded program (its last group)."""
+    groups = decode(code)
+    built: list[Node] = []
+    for o1, o2, u1, u2, b in groups:
+        x = built[o1] if isinstance(o1, int) else Leaf(o1)
+        y = built[o2] if isinstance(o2, int) else Leaf(o2)
+        built.append(Binary(b, Unary(u1, x), Unary(u2, y)))
+    return built[-1]
+
+
+def _switch_unary(index: jax.Array, x: jax.Array, key: jax.Array,
+                  config: SearchConfig) -> jax.Array:
+    branches = [(lambda x, k, u=u: u.fn(x, k, config)) if u.random
+                else (lambda x, k, u=u: u.fn(x)) for u in UNARY]
+    return jax.lax.switch(index, branches, x, key)
+
+
+def _switch_binary(index: jax.Array, x: jax.Array, y: jax.Array) -> jax.Array:
+    return jax.lax.switch(index, [b.fn for b in BINARY], x, y)
+
+
+def _interpret(code: jax.Array, ctx: Context, keys: jax.Array) -> jax.Array:
+    """The value of the encoded program on one leaf: all operands, then the groups."""
+    g = ctx.g
+    values = [jnp.broadcast_to(jnp.asarray(o.fn(ctx), g.dtype), g.shape) for o in OPERANDS]
+    num_groups = code.shape[0]
+    slots = jnp.stack(values + [jnp.zeros_like(g)] * num_groups)
+    for k in range(num_groups):
+        o1, o2, u1, u2, b = (code[k, i] for i in range(5))
+        x = _switch_unary(u1, slots[o1], keys[k, 0], ctx.config)
+        y = _switch_unary(u2, slots[o2], keys[k, 1], ctx.config)
+        slots = slots.at[N_OPERANDS + k].set(_switch_binary(b, x, y).astype(g.dtype))
+    return slots[N_OPERANDS + num_groups - 1]
+
+
+def interpreter_expression(code: Any, *, config: SearchConfig = DEFAULT_CONFIG,
+                           key: jax.Array | int = 0) -> Primitive:
+    """The combiner that interprets ``code`` (an int array, possibly traced) on every leaf.
+
+    Reads g and the moments m, v, gamma from the stream (all three: any program may), the
+    params and the step. Random operands draw from ``key`` exactly as
+    :func:`~optlab.search.compiler.expression` does (same samples); dropout draws one mask per
+    group and argument (the compiled tree draws one per distinct dropout subtree, so programs
+    with dropout have equal distributions but not equal samples under the two).
+    """
+    _check_key(key)
+
+    def init_fn(params):
+        del params
+        return ExpressionState(_canonical_key(key))
+
+    def update_fn(updates, state, params, count, **extra):
+        del extra
+        stream = as_stream(updates, "interpreter_expression")
+        g = stream["g"]
+        if params is None:
+            raise ValueError("the interpreter reads the weights: call update(updates, state, "
+                             "params)")
+        c = jnp.asarray(code, jnp.int32)
+        leaves, treedef = jax.tree.flatten(g)
+        next_key, step_key = jax.random.split(state.key)
+        leaf_keys = jax.tree.unflatten(
+            treedef, list(jax.random.split(step_key, max(len(leaves), 1)))[:len(leaves)])
+
+        def one(g_leaf, w_leaf, k, m, v, gamma):
+            noise_key, drop_key = jax.random.split(k)
+            noise = jax.random.normal(noise_key, (2, *jnp.shape(g_leaf)), g_leaf.dtype)
+            drop_keys = jax.random.split(drop_key, (c.shape[0], 2))
+            ctx = Context(g=g_leaf, stats={"m": m, "v": v, "gamma": gamma}, w=w_leaf,
+                          count=count, noise=noise, config=config)
+            return _interpret(c, ctx, drop_keys).astype(g_leaf.dtype)
+
+        out = jax.tree.map(one, g, params, leaf_keys, stream["m"], stream["v"],
+                           stream["gamma"])
+        return out, ExpressionState(next_key)
+
+    return primitive(init_fn, update_fn, counted=True)
+
+
+def interpreted(code: Any, learning_rate: optax.ScalarOrSchedule, *,
+                config: SearchConfig = DEFAULT_CONFIG, key: jax.Array | int = 0) -> Primitive:
+    """An optimizer whose program is the int array ``code`` (shape (groups, 5)): the three
+    moment accumulators, :func:`interpreter_expression`, the learning rate. ``code`` may be a
+    traced value, so ``jax.vmap`` over codes trains a population in one program."""
+    return chain(ema("m", config.beta1, debias=config.debias),
+                 ema_of_square("v", config.beta2, debias=config.debias),
+                 ema_of_cube("gamma", config.beta3, debias=config.debias),
+                 interpreter_expression(code, config=config, key=key),
+                 scale_by_learning_rate(learning_rate))
+
+
+def stack(programs: Iterable[Any]) -> np.ndarray:
+    """A population: the codes of programs with the same number of groups, stacked."""
+    codes = [encode(p) for p in programs]
+    shapes = {c.shape for c in codes}
+    if len(shapes) != 1:
+        raise ValueError(f"a population needs programs of one size, got shapes {sorted(shapes)}")
+    return np.stack(codes)
