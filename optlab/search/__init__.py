@@ -23,17 +23,31 @@ from optlab.search.program import (
     program_hash,
     random_program,
 )
+from optlab.search.strategies import (
+    MUTATIONS,
+    RandomSearch,
+    RegularizedEvolution,
+    SearchResult,
+    Strategy,
+    mutate,
+    run_search,
+)
 
 compile = compile_program  # the name: optlab.search.compile(program, lr)
 
 __all__ = [
     "BINARY",
+    "MUTATIONS",
     "OPERANDS",
     "UNARY",
     "Binary",
     "Leaf",
     "Program",
+    "RandomSearch",
+    "RegularizedEvolution",
     "SearchConfig",
+    "SearchResult",
+    "Strategy",
     "Unary",
     "canonical",
     "compile",
@@ -41,7 +55,9 @@ __all__ = [
     "equivalent",
     "expression",
     "formula",
+    "mutate",
     "parse",
     "program_hash",
     "random_program",
+    "run_search",
 ]
