@@ -72,11 +72,14 @@ OptimizerFactory = Callable[..., optax.GradientTransformation]
 class Grid:
     """The runs of one training call: every combination of hyperparameter values × seeds.
 
-    Runs are ordered as ``itertools.product(*values, seeds)`` (seeds vary fastest).
+    Runs are ordered as ``itertools.product(*values, seeds)`` (seeds vary fastest). A value is
+    a number (float32 in the compiled program) or a numpy array, e.g. an optimizer-search
+    program encoded as integers (:mod:`optlab.search.population`); arrays of one name must
+    share shape and dtype, and become per-run inputs of the same compiled program.
     """
 
     names: tuple[str, ...]
-    values: tuple[tuple[float, ...], ...]
+    values: tuple[tuple[Any, ...], ...]
     seeds: tuple[int, ...]
 
     @classmethod
@@ -85,12 +88,18 @@ class Grid:
         hyperparams = dict(hyperparams or {})
         names, values = [], []
         for name, v in hyperparams.items():
-            vs = tuple(v) if isinstance(v, Sequence) and not isinstance(v, str) else (v,)
+            vs = tuple(v) if isinstance(v, Sequence | np.ndarray) and not isinstance(v, str) \
+                else (v,)
             if not vs:
                 raise ValueError(f"hyperparams[{name!r}] is empty; give at least one value")
+            if any(isinstance(x, np.ndarray | jax.Array) and np.ndim(x) for x in vs):
+                values.append(_array_values(name, vs))
+                names.append(name)
+                continue
             for x in vs:
                 if isinstance(x, bool) or not isinstance(x, int | float | np.number):
-                    raise TypeError(f"hyperparams[{name!r}] values must be numbers, got {x!r}")
+                    raise TypeError(f"hyperparams[{name!r}] values must be numbers or arrays, "
+                                    f"got {x!r}")
                 if not math.isfinite(float(x)):
                     raise ValueError(f"hyperparams[{name!r}] values must be finite, got {x!r}")
             names.append(name)
@@ -116,6 +125,37 @@ class Grid:
 
     def __len__(self) -> int:
         return math.prod(len(v) for v in self.values) * len(self.seeds)
+
+    def column(self, name: str) -> np.ndarray:
+        """The values of hyperparameter ``name`` for every run, stacked (numbers as float32,
+        arrays in their own dtype)."""
+        values = [hp[name] for hp, _ in self.runs]
+        if isinstance(values[0], np.ndarray):
+            return np.stack(values)
+        return np.asarray(values, np.float32)
+
+
+def _array_values(name: str, vs: Sequence[Any]) -> tuple[np.ndarray, ...]:
+    """Array-valued hyperparameters (read-only numpy copies), checked for one shape, one
+    dtype and finite values."""
+    arrays = []
+    for x in vs:
+        if isinstance(x, bool) or not isinstance(x, np.ndarray | jax.Array | Sequence):
+            raise TypeError(f"hyperparams[{name!r}]: every value must be an array when one "
+                            f"is, got {x!r}")
+        a = np.array(x)
+        if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+            raise TypeError(f"hyperparams[{name!r}]: arrays must be integer or float, got "
+                            f"{a.dtype}")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"hyperparams[{name!r}] values must be finite")
+        a.setflags(write=False)
+        arrays.append(a)
+    kinds = {(a.shape, a.dtype.str) for a in arrays}
+    if len(kinds) != 1:
+        raise ValueError(f"hyperparams[{name!r}]: arrays must share one shape and dtype, got "
+                         f"{sorted(kinds)}")
+    return tuple(arrays)
 
 
 # --------------------------------------------------------------------------------------------
@@ -189,11 +229,17 @@ class TrainResult:
         lines = [f"{len(self.grid)} runs on {self.device}, wall time {self.wall_time:.1f} s "
                  f"(compile {self.compile_time:.1f} s)"]
         for r in self.runs():
-            hp = ", ".join(f"{k}={v:g}" for k, v in r["hyperparams"].items())
+            hp = ", ".join(f"{k}={_fmt(v)}" for k, v in r["hyperparams"].items())
             status = "DIVERGED" if r["diverged"] else f"test acc {r['test_accuracy']:.4f}"
             lines.append(f"  seed {r['seed']}{', ' + hp if hp else ''}: {status} "
                          f"(epochs {r['epochs_trained']}, best {r['best_epoch']})")
         return "\n".join(lines)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, np.ndarray):
+        return f"<{value.dtype} array {value.shape}>"
+    return f"{value:g}"
 
 
 def _at(history: np.ndarray, epoch: np.ndarray) -> np.ndarray:
@@ -915,7 +961,7 @@ def _init_runs(program: _Program, grid: Grid, sharding: NamedSharding | None):
     init (a vmapped init with threefry keys compiles ~2× slower)."""
     init_one = jax.jit(program.init)
     seeds = jnp.asarray([s for _, s in grid.runs], jnp.uint32)
-    hps = {k: jnp.asarray([hp[k] for hp, _ in grid.runs], jnp.float32) for k in grid.names}
+    hps = {k: jnp.asarray(grid.column(k)) for k in grid.names}
     runs = [init_one(seeds[i], {k: v[i] for k, v in hps.items()}) for i in range(len(grid))]
     return _stack(runs, sharding)
 

@@ -127,3 +127,48 @@ def test_every_function_in_the_interpreter():
         assert leaf.shape == (len(codes), *p.shape)
         finite = np.all(np.isfinite(np.asarray(leaf)).reshape(len(codes), -1), axis=1)
         assert finite.all(), [n for n, ok in zip(names, finite, strict=True) if not ok]
+
+
+def test_a_population_trains_as_one_grid():
+    """Programs are per-run values of ``optlab.train``'s grid (× learning rates × seeds);
+    each program's runs equal the compiled program trained alone."""
+    import functools
+
+    from optlab.search import parse
+    from optlab.tasks import load_dataset
+    from optlab.train import train
+
+    data = load_dataset("digits")
+    programs = [parse("exp(sign(g) * sign(m)) * g"), parse("m / (sqrt(v) + eps)"),
+                parse("g + 1e-4 * w")]
+    kw = dict(seeds=2, epochs=1, progress=False)
+    together = train(data, "mlp", interpreted,
+                     hyperparams={"code": stack(programs, 2), "learning_rate": [0.01, 0.1]},
+                     **kw)
+    assert len(together.grid) == 3 * 2 * 2
+    for i, program in enumerate(programs):
+        alone = train(data, "mlp", functools.partial(compile_program, program),
+                      hyperparams={"learning_rate": [0.01, 0.1]}, **kw)
+        np.testing.assert_allclose(together.history["train_loss"][4 * i:4 * i + 4],
+                                   alone.history["train_loss"], rtol=1e-5)
+
+
+def test_padding_keeps_the_program():
+    program = [("sign_g", "sign_m", "id", "id", "mul"), (0, "g", "exp", "id", "mul")]
+    padded = encode(program, 4)
+    assert padded.shape == (4, 5)
+    assert tree_of(padded) == tree_of(encode(program))
+    with pytest.raises(ValueError, match="num_groups=1 is smaller"):
+        encode(program, 1)
+
+
+def test_array_hyperparameters_are_checked():
+    from optlab.train import Grid
+
+    grid = Grid.make({"code": [np.zeros((2, 5), np.int32), np.ones((2, 5), np.int32)],
+                      "learning_rate": [0.1]}, seeds=1)
+    assert grid.column("code").shape == (2, 2, 5) and grid.column("code").dtype == np.int32
+    with pytest.raises(ValueError, match="one shape and dtype"):
+        Grid.make({"code": [np.zeros((2, 5), np.int32), np.zeros((3, 5), np.int32)]}, 1)
+    with pytest.raises(TypeError, match="every value must be an array"):
+        Grid.make({"code": [np.zeros((2, 5), np.int32), 3.0]}, 1)

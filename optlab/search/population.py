@@ -38,7 +38,8 @@ from optlab.search.language import (
 )
 from optlab.stream import Primitive, as_stream, chain, primitive
 
-__all__ = ["decode", "encode", "interpreted", "interpreter_expression", "stack", "tree_of"]
+__all__ = ["PAD_GROUP", "decode", "encode", "interpreted", "interpreter_expression", "pad",
+           "stack", "tree_of"]
 
 _OPERAND_INDEX = {o.name: i for i, o in enumerate(OPERANDS)}
 _UNARY_INDEX = {u.name: i for i, u in enumerate(UNARY)}
@@ -68,10 +69,29 @@ def _token_index(table: dict[str, int], tok: Any, kind: str) -> int:
     return table[tok]
 
 
-def encode(program: Any) -> np.ndarray:
+PAD_GROUP = ("g", "g", "id", "id", "keep")
+"""The group prepended to pad a program to a population's size (its result is never read)."""
+
+
+def pad(program: Any, num_groups: int) -> list[tuple[Any, ...]]:
+    """The groups of ``program`` with :data:`PAD_GROUP` prepended up to ``num_groups`` (group
+    references shift accordingly; the last group, the update, is unchanged)."""
+    groups = _groups(program)
+    extra = num_groups - len(groups)
+    if extra < 0:
+        raise ValueError(f"num_groups={num_groups} is smaller than the program's "
+                         f"{len(groups)} groups")
+    shift = [tuple(t + extra if isinstance(t, int | np.integer) and not isinstance(t, bool)
+                   else t for t in g[:2]) + tuple(g[2:]) for g in groups]
+    return [PAD_GROUP] * extra + shift
+
+
+def encode(program: Any, num_groups: int | None = None) -> np.ndarray:
     """A program (a :class:`~optlab.search.program.Program` or a sequence of 5-token groups
     ``(o1, o2, u1, u2, b)``, operands by name or as the int index of an earlier group) as an
-    int32 array of shape (groups, 5)."""
+    int32 array of shape (groups, 5); with ``num_groups``, padded to that many (:func:`pad`)."""
+    if num_groups is not None:
+        program = pad(program, num_groups)
     rows = []
     for k, group in enumerate(_groups(program)):
         if len(group) != 5:
@@ -191,9 +211,10 @@ def interpreted(code: Any, learning_rate: optax.ScalarOrSchedule, *,
                  scale_by_learning_rate(learning_rate))
 
 
-def stack(programs: Iterable[Any]) -> np.ndarray:
-    """A population: the codes of programs with the same number of groups, stacked."""
-    codes = [encode(p) for p in programs]
+def stack(programs: Iterable[Any], num_groups: int | None = None) -> np.ndarray:
+    """A population: the codes of programs with the same number of groups (or padded to
+    ``num_groups``), stacked to shape (programs, groups, 5)."""
+    codes = [encode(p, num_groups) for p in programs]
     shapes = {c.shape for c in codes}
     if len(shapes) != 1:
         raise ValueError(f"a population needs programs of one size, got shapes {sorted(shapes)}")
