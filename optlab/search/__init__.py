@@ -1,10 +1,17 @@
 """Neural optimizer search (Bello et al. 2017): the primitive space as programs.
 
 * :mod:`optlab.search.language` — operands, unary and binary functions, expression trees;
-* :mod:`optlab.search.compiler` — a program → an optlab chain (accumulators + one combiner).
+* :mod:`optlab.search.program` / :mod:`optlab.search.syntax` — programs of 5-token groups,
+  formulas (``parse``, ``formula``), canonical form and hash;
+* :mod:`optlab.search.compiler` — a program → an optlab chain (accumulators + one combiner);
+* :mod:`optlab.search.population` — programs as int arrays, interpreted in one compiled
+  function, so a population trains as one ``optlab.train`` grid;
+* :mod:`optlab.search.evaluator` — dedup (hash + functional fingerprint) and rewards;
+* :mod:`optlab.search.strategies` — random search and regularized evolution (ask / tell).
 """
 
 from optlab.search.compiler import compile_program, expression
+from optlab.search.evaluator import Evaluation, Evaluator
 from optlab.search.language import (
     BINARY,
     OPERANDS,
@@ -41,6 +48,8 @@ __all__ = [
     "OPERANDS",
     "UNARY",
     "Binary",
+    "Evaluation",
+    "Evaluator",
     "Leaf",
     "Program",
     "RandomSearch",

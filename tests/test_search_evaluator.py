@@ -1,0 +1,59 @@
+"""The search's evaluator: deduplication and rewards from one trained population."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from optlab.search import parse
+from optlab.search.evaluator import Evaluator, fingerprints
+from optlab.search.population import stack
+from optlab.tasks import load_dataset
+
+
+@pytest.fixture(scope="module")
+def evaluator():
+    return Evaluator(load_dataset("digits"), epochs=2, learning_rates=(1e-2, 1e-1),
+                     num_groups=2)
+
+
+def test_rewards_dedup_and_divergence(evaluator):
+    programs = [parse("m / (sqrt(v) + eps)"),        # Adam
+                parse("(m / (sqrt(v) + eps)) * 1"),   # canonically Adam: not trained again
+                parse("sign(g)"),                     # signSGD
+                parse("sign(sign(g))"),               # canonically equal to sign(g)
+                parse("g + g"), parse("g * 2"),       # functionally equal, canonically not
+                parse("exp(1 / g)")]                  # exp(1e8) = inf where g = 0
+    out = evaluator.evaluate(programs)
+    assert [e.source for e in out] == ["trained", "hash", "trained", "hash", "trained",
+                                       "fingerprint", "trained"]
+    assert evaluator.trained == 4 and evaluator.evaluated == 7
+    assert out[0].reward == out[1].reward and out[4].reward == out[5].reward
+    assert out[0].reward > 0.8 and set(out[0].scores) == {"0.01", "0.1"}
+    assert out[6].diverged and out[6].reward == -math.inf
+    assert all(v is None for v in out[6].scores.values())
+    assert out[6].to_json()["reward"] is None
+    # A second batch: everything is a cache hit; rewards are the same.
+    again = evaluator([programs[0], programs[4]])
+    assert again == [out[0].reward, out[4].reward] and evaluator.trained == 4
+    assert math.isclose(evaluator.hit_rate, 1 - 4 / 9)
+
+
+def test_fingerprints_separate_different_functions():
+    codes = stack([parse("g"), parse("-g"), parse("m"), parse("sign(m)"), parse("g + g"),
+                   parse("2 * g")], 2)
+    f = fingerprints(codes)
+    assert len(set(f[:4])) == 4 and f[4] == f[5]
+
+
+def test_bad_arguments(evaluator):
+    data = evaluator.data
+    with pytest.raises(ValueError, match="learning_rates must be finite and > 0"):
+        Evaluator(data, learning_rates=(0.0,))
+    with pytest.raises(ValueError, match="epochs"):
+        Evaluator(data, epochs=0)
+    with pytest.raises(ValueError, match="num_groups=1 is smaller"):
+        Evaluator(data, num_groups=1).evaluate([parse("exp(sign(g) * sign(m)) * g")])
+    assert np.isfinite(evaluator([parse("g")])[0])
