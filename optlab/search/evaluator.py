@@ -137,6 +137,11 @@ class Evaluator:
         self.by_fingerprint: dict[str, Evaluation] = {}
         self.evaluated = self.trained = 0
 
+    def remember(self, evaluation: Evaluation) -> None:
+        """Adds an earlier evaluation (e.g. from a search log) to the cache."""
+        self.by_hash.setdefault(evaluation.hash, evaluation)
+        self.by_fingerprint.setdefault(evaluation.fingerprint, evaluation)
+
     @property
     def hit_rate(self) -> float:
         """Share of evaluated candidates answered from the cache."""
