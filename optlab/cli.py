@@ -6,6 +6,9 @@
 * ``optlab train --task mnist1d --model mlp --optimizer adam --lr 1e-2 --epochs 20 --seeds 3
   --out runs/x`` — trains (a grid over learning rates × seeds in one compiled program), prints
   a summary, writes ``results.json`` and ``curves.png``; re-running resumes from checkpoints.
+  ``--program "exp(sign(g) * sign(m)) * g"`` instead of ``--optimizer`` trains a formula of
+  the optimizer-search language (:func:`optlab.search.parse`), compiled with
+  :func:`optlab.search.compile_program`.
 * ``optlab compare --task mnist1d --optimizers sgd,momentum,adam --lrs 1e-3,1e-2 --seeds 3
   --out runs/cmp`` — per optimizer, the best learning rate on validation and its test accuracy
   (mean ± std over seeds): a table printed and written as ``summary.csv`` / ``summary.json``,
@@ -301,6 +304,7 @@ class _Spec:
     grid: dict[str, str]
     static: dict[str, Any]
     hyperparams: dict[str, list[float]]
+    program: str | None = None  # --program: the canonical formula (then name is "program")
 
 
 def _scoped(options: dict[str, str], name: str, names: Sequence[str], flag: str,
@@ -417,9 +421,65 @@ def _schedule(text: str | None, total_steps: int):
         raise CLIError(f"--schedule: {e}") from None
 
 
+def _program_spec(args, lrs: list[float]) -> _Spec:
+    """``--program``: the formula parsed (errors name the flag and the column) and put in
+    canonical form (:func:`optlab.search.canonical`, exact rewrites only: equivalent writings
+    are one run); ``--opt-arg`` sets fields of its :class:`~optlab.search.SearchConfig`
+    (moment decays, ``decay_steps`` of ld/cd/rd, ...); ``--grid`` is refused (those fields are
+    fixed Python values of the compiled program, not traced grid values)."""
+    import dataclasses
+
+    from optlab.search import SearchConfig, canonical, compile_program, formula, parse
+
+    try:
+        program = parse(args.program)
+    except (ValueError, TypeError) as e:
+        raise CLIError(f"--program {args.program!r}: {e}") from None
+    text = formula(canonical(program))
+    if args.grid:
+        raise CLIError("--grid: not available with --program (the program's settings are "
+                       "fixed values of its SearchConfig, set with --opt-arg NAME=VALUE; "
+                       "sweep learning rates with --lr)")
+    fields = {f.name: f for f in dataclasses.fields(SearchConfig)}
+    opt_args = _key_values(args.opt_arg, "--opt-arg")
+    static: dict[str, Any] = {}
+    for key, value in opt_args.items():
+        if key == "learning_rate":
+            raise CLIError("--opt-arg learning_rate: use --lr/--lrs for learning rates")
+        if key not in fields:
+            raise CLIError(f"--opt-arg {key}={value}: with --program, options are fields of "
+                           f"SearchConfig: {unknown_name('option', key, fields)}")
+        try:
+            parsed = registry.parse_value(value)
+        except ValueError as e:
+            raise CLIError(f"--opt-arg {key}={value}: {e}") from None
+        default = fields[key].default
+        kind = type(default)
+        ok = (isinstance(parsed, bool) if kind is bool else
+              isinstance(parsed, int) and not isinstance(parsed, bool) if kind is int else
+              isinstance(parsed, int | float) and not isinstance(parsed, bool))
+        if not ok:
+            raise CLIError(f"--opt-arg {key}={value}: expected {kind.__name__} (default "
+                           f"{default!r})")
+        static[key] = float(parsed) if kind is float else parsed
+    try:
+        for lr in lrs:
+            compile_program(text, lr, config=SearchConfig(**static))
+    except (ValueError, TypeError) as e:
+        raise CLIError(f"--program / --opt-arg: {e}") from None
+    return _Spec("program", opt_args, {}, static, {"learning_rate": list(lrs)}, program=text)
+
+
 def _factory(spec: _Spec):
     import functools
 
+    if spec.program is not None:
+        from optlab.search import SearchConfig, compile_program
+
+        kwargs = {"config": SearchConfig(**spec.static)} if spec.static else {}
+        optimizer = functools.partial(compile_program, spec.program, **kwargs)
+        optimizer.__name__ = "program"  # type: ignore[attr-defined]
+        return optimizer
     optimizer = functools.partial(registry.optimizer(spec.name), **spec.static)
     optimizer.__name__ = spec.name  # type: ignore[attr-defined]
     return optimizer
@@ -498,7 +558,8 @@ def _setup(args, task: str) -> _Setup:
 
 
 def _run_config(args, setup: _Setup, spec: _Spec) -> dict[str, Any]:
-    return {"task": setup.data.name, "model": setup.model,
+    program = {} if spec.program is None else {"program": spec.program}
+    return {**program, "task": setup.data.name, "model": setup.model,
             "model_args": _key_values(args.model_arg, "--model-arg"), "optimizer": spec.name,
             "opt_args": spec.opt_args, "hyperparams": spec.hyperparams,
             "schedule": args.schedule, "seeds": args.seeds, "epochs": args.epochs,
@@ -648,9 +709,17 @@ def cmd_train(args) -> int:
     from optlab.plots import plot_curves
     from optlab.tasks import PROBLEMS
 
-    opt = _names(args.optimizer, list(registry.OPTIMIZERS), "--optimizer", "optimizer")
-    if len(opt) != 1:
-        raise CLIError("--optimizer takes one name; use `optlab compare` for several")
+    if args.program is not None and args.optimizer is not None:
+        raise CLIError("--program and --optimizer are alternatives: give --optimizer NAME for "
+                       "a named optimizer or --program FORMULA for a search-space formula, "
+                       "not both")
+    if args.program is not None:
+        opt = ["program"]
+    else:
+        opt = _names(args.optimizer or "adam", list(registry.OPTIMIZERS), "--optimizer",
+                     "optimizer")
+        if len(opt) != 1:
+            raise CLIError("--optimizer takes one name; use `optlab compare` for several")
     task = args.task.strip().lower()
     if task in PROBLEMS:
         raise CLIError(f"--task {task} is a synthetic problem; `optlab train` trains on a "
@@ -660,11 +729,16 @@ def cmd_train(args) -> int:
         raise CLIError("--task: `optlab train` takes one data set")
     _resolve_flags(args, kind)
     out = _writable(args.out)
+    program_spec = None if args.program is None else _program_spec(args, args.lr)
     setup = _setup(args, tasks[0])
-    spec = _spec(opt[0], opt, args, args.lr, setup.total_steps, "--optimizer",
-                 setup.data.num_classes)
+    if program_spec is not None:
+        spec = program_spec
+    else:
+        spec = _spec(opt[0], opt, args, args.lr, setup.total_steps, "--optimizer",
+                     setup.data.num_classes)
     _claim(out, "train", _run_config(args, setup, spec))
-    print(f"optlab train: {setup.model} on {setup.data.summary()}, {opt[0]}, "
+    name = opt[0] if spec.program is None else f"program {spec.program}"
+    print(f"optlab train: {setup.model} on {setup.data.summary()}, {name}, "
           f"{len(args.lr)} lr x {args.seeds} seeds, {args.epochs} epochs", flush=True)
     result = _train_one(args, setup, spec, out)
     _resumed(result, args.epochs, out)
@@ -688,7 +762,7 @@ def cmd_train(args) -> int:
         atomic_write_json(out / "results.json", record)
         curves = {_fmt_hp(hp): {k: v[idx] for k, v in result.history.items()}
                   for hp, idx in _by_hyperparams(result)}
-        plot_curves(curves, out / "curves.png", f"{setup.model} / {setup.data.name} / {opt[0]}",
+        plot_curves(curves, out / "curves.png", f"{setup.model} / {setup.data.name} / {name}",
                     diverged=diverged)
         print(f"wrote {out / 'results.json'} and {out / 'curves.png'}")
     return 0
@@ -924,7 +998,11 @@ def build_parser() -> argparse.ArgumentParser:
                        "seeds (one compiled program).")
     p.add_argument("--task", default="mnist1d",
                    help="data set, see `optlab list` (default: mnist1d)")
-    p.add_argument("--optimizer", default="adam", help="optimizer (default: adam)")
+    p.add_argument("--optimizer", default=None, help="optimizer (default: adam)")
+    p.add_argument("--program", default=None, metavar="FORMULA",
+                   help="instead of --optimizer: a formula of the optimizer-search language, "
+                   "e.g. \"exp(sign(g) * sign(m)) * g\" (PowerSign); --opt-arg then sets "
+                   "SearchConfig fields (beta1, decay_steps, ...); no --grid")
     _add_training_flags(p, "1e-3", compare=False)
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("compare", help="compare optimizers at their best learning rate",

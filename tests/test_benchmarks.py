@@ -30,3 +30,9 @@ def test_train_throughput_quick_mode_runs():
 def test_compile_time_quick_mode_runs():
     out = _run_quick("compile_time.py", "--optimizers", "adam")
     assert "adam" in out and "per leaf" in out
+
+
+def test_search_throughput_quick_mode_runs():
+    out = _run_quick("search_throughput.py")
+    assert "one jit per candidate" in out and "vectorized, mapped" in out
+    assert "candidates/hour" in out
