@@ -1005,6 +1005,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "SearchConfig fields (beta1, decay_steps, ...); no --grid")
     _add_training_flags(p, "1e-3", compare=False)
     p.set_defaults(func=cmd_train)
+    from optlab.search.cli import add_parser as add_search_parser
+
+    add_search_parser(sub, _int_at_least, _lrs)
     p = sub.add_parser("compare", help="compare optimizers at their best learning rate",
                        description="Compares optimizers at their best learning rate, on one "
                        "data set or on one or more synthetic problems.")
@@ -1031,7 +1034,10 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(_join_negative_values(sys.argv[1:] if argv is None else argv))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["search", "show"]:  # `optlab search show DIR` = `optlab search-show DIR`
+        argv = ["search-show", *argv[2:]]
+    args = parser.parse_args(_join_negative_values(argv))
     try:
         with warnings.catch_warnings():
             # optlab's own warnings (a damaged checkpoint moved aside, ...) as one line each
