@@ -7,10 +7,12 @@
 * :mod:`optlab.search.population` — programs as int arrays, interpreted in one compiled
   function, so a population trains as one ``optlab.train`` grid;
 * :mod:`optlab.search.evaluator` — dedup (hash + functional fingerprint) and rewards;
-* :mod:`optlab.search.strategies` — random search and regularized evolution (ask / tell).
+* :mod:`optlab.search.strategies` — random search and regularized evolution (ask / tell);
+* :mod:`optlab.search.controller` — the RNN controller trained by REINFORCE / PPO.
 """
 
 from optlab.search.compiler import compile_program, expression
+from optlab.search.controller import Controller
 from optlab.search.evaluator import Evaluation, Evaluator
 from optlab.search.language import (
     BINARY,
@@ -48,6 +50,7 @@ __all__ = [
     "OPERANDS",
     "UNARY",
     "Binary",
+    "Controller",
     "Evaluation",
     "Evaluator",
     "Leaf",
