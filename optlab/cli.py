@@ -1002,7 +1002,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--program", default=None, metavar="FORMULA",
                    help="instead of --optimizer: a formula of the optimizer-search language, "
                    "e.g. \"exp(sign(g) * sign(m)) * g\" (PowerSign); --opt-arg then sets "
-                   "SearchConfig fields (beta1, decay_steps, ...); no --grid")
+                   "SearchConfig fields (beta1, decay_steps, ...); no --grid (default: none, "
+                   "train --optimizer)")
     _add_training_flags(p, "1e-3", compare=False)
     p.set_defaults(func=cmd_train)
     from optlab.search.cli import add_parser as add_search_parser

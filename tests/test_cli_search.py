@@ -38,3 +38,10 @@ def test_bad_search_flags(tmp_path, capsys):
     ]:
         assert cli.main(argv) == 2, argv
         assert expected in capsys.readouterr().err, argv
+
+
+def test_search_with_the_controller(tmp_path, capsys):
+    out = tmp_path / "c"
+    argv = [*ARGS, "--strategy", "controller", "--out", str(out)]
+    assert cli.main(argv) == 0
+    assert len((out / "log.jsonl").read_text().splitlines()) == 4

@@ -58,7 +58,8 @@ def add_parser(sub: Any, int_at_least, lrs) -> None:
     p.add_argument("--warm-start", default=None, metavar="FORMULA",
                    help="evolution starts from this program and its mutants, e.g. "
                    "'m / (sqrt(v) + eps)' (Adam) (default: random programs)")
-    p.add_argument("--out", required=True, metavar="DIR", help="the search's folder")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="the search's folder (no default: required)")
     p.add_argument("--resume", action="store_true",
                    help="continue the search in --out from its log (default: start anew)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -67,7 +68,8 @@ def add_parser(sub: Any, int_at_least, lrs) -> None:
     show = sub.add_parser("search-show", help="the best programs of a search (also spelt "
                           "`optlab search show DIR`)",
                           description="Prints the best programs of a search folder.")
-    show.add_argument("dir", metavar="DIR", help="a folder written by `optlab search`")
+    show.add_argument("dir", metavar="DIR",
+                      help="a folder written by `optlab search` (no default: required)")
     show.add_argument("--top", type=int_at_least(1), default=10, metavar="K",
                       help="how many programs (default: 10)")
     show.set_defaults(func=cmd_show)

@@ -29,7 +29,7 @@ from optlab.search.strategies import RandomSearch, RegularizedEvolution, Strateg
 
 __all__ = ["SearchSettings", "load_log", "search", "top"]
 
-STRATEGIES = ("evolution", "random")
+STRATEGIES = ("evolution", "random", "controller")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +59,10 @@ class SearchSettings:
 def _strategy(s: SearchSettings) -> Strategy:
     if s.strategy == "random":
         return RandomSearch(s.groups, s.seed)
+    if s.strategy == "controller":  # one policy update per population
+        from optlab.search.controller import Controller
+
+        return Controller(s.groups, s.seed, batch_size=s.population)
     if s.strategy == "evolution":
         kw = {} if s.tournament is None else {"tournament": s.tournament}
         return RegularizedEvolution(s.groups, s.seed, population=s.population,
