@@ -97,6 +97,22 @@ class ExpressionState(NamedTuple):
     key: jax.Array
 
 
+def split_per_leaf(key: jax.Array, tree: Any) -> tuple[jax.Array, Any]:
+    """The next state key and one key per leaf of ``tree`` for this step (shared by the
+    compiled and the interpreted program, so their noise operands draw the same samples)."""
+    leaves, treedef = jax.tree.flatten(tree)
+    next_key, step_key = jax.random.split(key)
+    keys = list(jax.random.split(step_key, max(len(leaves), 1)))[:len(leaves)]
+    return next_key, jax.tree.unflatten(treedef, keys)
+
+
+def leaf_noise(key: jax.Array, leaf: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Two standard-normal draws shaped like ``leaf`` (the noise and annealed-noise
+    operands) and the key left for dropout masks."""
+    noise_key, drop_key = jax.random.split(key)
+    return jax.random.normal(noise_key, (2, *jnp.shape(leaf)), leaf.dtype), drop_key
+
+
 def _random_nodes(node: Node) -> dict[Node, int]:
     """A fixed index per distinct random unary subtree (its dropout mask's key)."""
     out: dict[Node, int] = {}
@@ -155,21 +171,16 @@ def expression(program: Any, *, config: SearchConfig = DEFAULT_CONFIG,
         if req.params and params is None:
             raise ValueError("this program reads the weights (1e-4 * w, ...): call "
                              "update(updates, state, params)")
-        leaves, treedef = jax.tree.flatten(g)
         if req.random:
-            next_key, step_key = jax.random.split(state.key)
-            leaf_keys = list(jax.random.split(step_key, max(len(leaves), 1)))
+            next_key, per_leaf_keys = split_per_leaf(state.key, g)
             state = ExpressionState(next_key)
         else:
-            leaf_keys = [None] * len(leaves)
-        it = iter(leaf_keys)
-        per_leaf_keys = jax.tree.unflatten(treedef, [next(it) for _ in leaves])
+            per_leaf_keys = tree_map(lambda x: None, g)
 
         def one(g_leaf, w_leaf, k, *moments):
             noise, keys = None, {}
             if k is not None:
-                noise_key, drop_key = jax.random.split(k)
-                noise = jax.random.normal(noise_key, (2, *jnp.shape(g_leaf)), g_leaf.dtype)
+                noise, drop_key = leaf_noise(k, g_leaf)
                 keys = {n: jax.random.fold_in(drop_key, i) for n, i in random_nodes.items()}
             ctx = Context(g=g_leaf, stats=dict(zip(sorted(stats), moments, strict=True)),
                           w=w_leaf, count=count if count is not None else jnp.zeros([], int),

@@ -24,7 +24,7 @@ import optax
 
 from optlab.accumulators import ema, ema_of_cube, ema_of_square
 from optlab.regularizers import _canonical_key, _check_key, scale_by_learning_rate
-from optlab.search.compiler import DEFAULT_CONFIG, ExpressionState
+from optlab.search.compiler import DEFAULT_CONFIG, ExpressionState, leaf_noise, split_per_leaf
 from optlab.search.language import (
     BINARY,
     OPERANDS,
@@ -179,14 +179,10 @@ def interpreter_expression(code: Any, *, config: SearchConfig = DEFAULT_CONFIG,
             raise ValueError("the interpreter reads the weights: call update(updates, state, "
                              "params)")
         c = jnp.asarray(code, jnp.int32)
-        leaves, treedef = jax.tree.flatten(g)
-        next_key, step_key = jax.random.split(state.key)
-        leaf_keys = jax.tree.unflatten(
-            treedef, list(jax.random.split(step_key, max(len(leaves), 1)))[:len(leaves)])
+        next_key, leaf_keys = split_per_leaf(state.key, g)
 
         def one(g_leaf, w_leaf, k, m, v, gamma):
-            noise_key, drop_key = jax.random.split(k)
-            noise = jax.random.normal(noise_key, (2, *jnp.shape(g_leaf)), g_leaf.dtype)
+            noise, drop_key = leaf_noise(k, g_leaf)
             drop_keys = jax.random.split(drop_key, (c.shape[0], 2))
             ctx = Context(g=g_leaf, stats={"m": m, "v": v, "gamma": gamma}, w=w_leaf,
                           count=count, noise=noise, config=config)
