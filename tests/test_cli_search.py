@@ -45,3 +45,36 @@ def test_search_with_the_controller(tmp_path, capsys):
     argv = [*ARGS, "--strategy", "controller", "--out", str(out)]
     assert cli.main(argv) == 0
     assert len((out / "log.jsonl").read_text().splitlines()) == 4
+
+
+def test_resume_after_sigkill_equals_an_uninterrupted_search(tmp_path):
+    """kill -9 during the second population; --resume ends with the uninterrupted log."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = [*ARGS[:4], "8", *ARGS[5:]]  # budget 8: two populations of 4
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "optlab", *args, "--out", str(killed)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "PYTHONPATH": os.getcwd()})
+    log = killed / "log.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if log.exists() and len(log.read_text().splitlines()) >= 4:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert log.exists() and len(log.read_text().splitlines()) >= 4
+    assert cli.main([*args, "--out", str(killed), "--resume"]) == 0
+    full = tmp_path / "full"
+    assert cli.main([*args, "--out", str(full)]) == 0
+
+    def rows(folder):
+        return [{k: v for k, v in json.loads(line).items() if k != "seconds"}
+                for line in (folder / "log.jsonl").read_text().splitlines()]
+
+    assert rows(killed) == rows(full)
