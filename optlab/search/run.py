@@ -25,7 +25,13 @@ import numpy as np
 from optlab.io import atomic_save_figure, atomic_write_json
 from optlab.search.evaluator import Evaluation, Evaluator
 from optlab.search.program import Program
-from optlab.search.strategies import RandomSearch, RegularizedEvolution, Strategy, run_search
+from optlab.search.strategies import (
+    RandomSearch,
+    RegularizedEvolution,
+    SearchResult,
+    Strategy,
+    run_search,
+)
 
 __all__ = ["SearchSettings", "load_log", "search", "top"]
 
@@ -98,7 +104,7 @@ def load_log(out: str | os.PathLike) -> list[dict[str, Any]]:
 def _evaluation(row: dict[str, Any]) -> Evaluation:
     fields = {f.name for f in dataclasses.fields(Evaluation)}
     kw = {k: row[k] for k in fields}
-    kw["reward"] = -math.inf if row["reward"] is None else float(row["reward"])
+    kw["reward"] = _reward(row)
     return Evaluation(**kw)
 
 
@@ -160,7 +166,7 @@ def search(out: str | os.PathLike, settings: SearchSettings = SearchSettings(), 
     for start in range(0, done, settings.population):
         batch = rows[start:start + settings.population]
         strategy.tell([Program.from_json(r["groups"]) for r in batch],
-                      [-math.inf if r["reward"] is None else r["reward"] for r in batch])
+                      [_reward(r) for r in batch])
         for r in batch:
             evaluator.remember(_evaluation(r))
     if report and done:
@@ -200,16 +206,13 @@ def search(out: str | os.PathLike, settings: SearchSettings = SearchSettings(), 
     return _result(rows)
 
 
-def _result(rows: Sequence[dict[str, Any]]):
-    from optlab.search.strategies import SearchResult
+def _reward(row: dict[str, Any]) -> float:
+    """A logged reward (diverged is stored as null)."""
+    return -math.inf if row["reward"] is None else float(row["reward"])
 
-    history = [(Program.from_json(r["groups"]),
-                -math.inf if r["reward"] is None else r["reward"]) for r in rows]
-    finite = [(r, -k) for k, (_, r) in enumerate(history) if r > -math.inf]
-    if not finite:
-        return SearchResult(None, -math.inf, history)
-    r, k = max(finite)
-    return SearchResult(history[-k][0], r, history)
+
+def _result(rows: Sequence[dict[str, Any]]) -> SearchResult:
+    return SearchResult.of([(Program.from_json(r["groups"]), _reward(r)) for r in rows])
 
 
 def _progress(total: int, done: int, enabled: bool | None):

@@ -357,6 +357,15 @@ class SearchResult:
     best_reward: float
     history: list[tuple[Program, float]]
 
+    @classmethod
+    def of(cls, history: list[tuple[Program, float]]) -> SearchResult:
+        """The result of a history: its best program (the earliest among equal rewards)."""
+        finite = [(r, -k) for k, (_, r) in enumerate(history) if r > -math.inf]
+        if not finite:
+            return cls(None, -math.inf, history)
+        r, k = max(finite)
+        return cls(history[-k][0], r, history)
+
 
 def run_search(strategy: Strategy, evaluate: Callable[[list[Program]], Sequence[float]],
                budget: int, batch_size: int = 64, *,
@@ -379,8 +388,4 @@ def run_search(strategy: Strategy, evaluate: Callable[[list[Program]], Sequence[
         history.extend(zip(programs, rewards, strict=True))
         if callback is not None:
             callback(programs, rewards)
-    finite = [(r, -k) for k, (_, r) in enumerate(history) if r > -math.inf]
-    if not finite:
-        return SearchResult(None, -math.inf, history)
-    r, k = max(finite)
-    return SearchResult(history[-k][0], r, history)
+    return SearchResult.of(history)
