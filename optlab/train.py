@@ -20,7 +20,10 @@ one compiled program:
   resumes from the latest intact checkpoint, bit-exactly (only the same configuration:
   see ``train``'s ``checkpoint_dir``);
 * with more than one visible device the batch is sharded over all devices (data parallel),
-  parameters are replicated and the optimizer state follows the parameters.
+  parameters are replicated and the optimizer state follows the parameters; or, with
+  ``run_parallel``, the runs of the grid are spread over the devices (each device trains
+  whole runs on replicated data: ``shard_map`` over the run axis, no collectives), which
+  suits many small models such as an optimizer-search population.
 
 >>> from optlab.tasks import load_dataset
 >>> data = load_dataset("mnist1d")
@@ -706,8 +709,13 @@ def _resolve_model(model, dataset) -> ModelFactory:
     return model
 
 
-def _mesh(data_parallel: bool | None, batch_size: int) -> Mesh | None:
+def _mesh(data_parallel: bool | None, batch_size: int, run_parallel: bool) -> Mesh | None:
     devices = jax.devices()
+    if run_parallel:
+        if data_parallel:
+            raise ValueError("data_parallel=True and run_parallel=True exclude each other: "
+                             "the devices split either the batch or the runs")
+        return Mesh(np.array(devices), ("runs",)) if len(devices) > 1 else None
     if data_parallel is False or (data_parallel is None and len(devices) == 1):
         return None
     if batch_size % len(devices):
@@ -733,6 +741,7 @@ def train(
     config: Mapping[str, Any] | None = None,
     run_name: str | None = None,
     data_parallel: bool | None = None,
+    run_parallel: bool = False,
     unroll: int | bool = 1,
     run_batch: int = 1,
     progress: bool | None = None,
@@ -772,7 +781,16 @@ def train(
         run's identity (see ``checkpoint_dir``). Defaults to the call's arguments.
       run_name: a name for the run's configuration, part of its identity; needed to resume
         when the optimizer, schedule or model cannot be described (see ``checkpoint_dir``).
-      data_parallel: shard batches over all devices (default: when more than one).
+      data_parallel: shard batches over all devices (default: when more than one and not
+        ``run_parallel``).
+      run_parallel: spread the runs of the grid over all visible devices instead: each
+        device trains its share of the runs, whole, on a replicated copy of the data. The
+        run axis is padded to a multiple of devices × ``run_batch`` with inactive copies of
+        the first run (discarded). With ``run_batch=1`` every run computes bit for bit what
+        it computes on one device; with more, float32 rounding can differ where a device's
+        share is a single group (XLA compiles a lone group outside a loop, see
+        ``run_batch``). A checkpoint records the number of devices and resumes only with the
+        same.
       unroll: ``lax.scan`` unrolling of the epoch loop. XLA:CPU runs convolution gradients
         3–4× slower inside a loop than outside (``benchmarks/RESULTS.md``); on CPU,
         ``unroll=True`` for conv models with short epochs trades compile time for speed.
@@ -787,6 +805,8 @@ def train(
     t_start = time.perf_counter()
     _check_arguments(dataset, epochs, batch_size, eval_batch_size, patience, unroll)
     check_int("run_batch", run_batch, low=1)
+    if not isinstance(run_parallel, bool):
+        raise TypeError(f"run_parallel must be a bool, got {run_parallel!r}")
     if run_name is not None and (not isinstance(run_name, str) or not run_name.strip()):
         raise TypeError(f"run_name must be a non-empty string, got {run_name!r}")
     optimizer_arg = optimizer = _resolve_optimizer(optimizer)
@@ -802,12 +822,16 @@ def train(
     model_fn = _resolve_model(model, dataset)
     n_train, G = len(dataset.y_train), len(grid)
 
-    mesh = _mesh(data_parallel, batch_size)
+    mesh = _mesh(data_parallel, batch_size, run_parallel)
+    by_run = mesh is not None and mesh.axis_names == ("runs",)
     replicated = NamedSharding(mesh, P()) if mesh else None
     graph_train, graph_eval = _graphdefs(model_fn)
     program = _Program(graph_train, graph_eval, model_fn, optimizer, schedule,
                        batch_size, n_train // batch_size,
-                       NamedSharding(mesh, P("data")) if mesh else None, unroll)
+                       NamedSharding(mesh, P("data")) if mesh and not by_run else None, unroll)
+    # Run-parallel: whole groups of run_batch runs per device, padded with inactive runs.
+    shards = mesh.size if by_run else 1
+    G_all = -(-G // (shards * run_batch)) * shards * run_batch if by_run else G
 
     put = (lambda a: jax.device_put(a, replicated)) if mesh else jnp.asarray
     x_train, y_train = put(dataset.x_train), put(dataset.y_train)
@@ -815,9 +839,14 @@ def train(
                                                    getattr(dataset, f"y_{split}"),
                                                    eval_batch_size))
              for split in ("val", "test")}
-    epoch_fn = jax.jit(_over_runs(program.epoch, G, (0, None, None, None), run_batch,
-                                  unrolled=unroll is True), donate_argnums=0)
-    eval_fn = jax.jit(_over_runs(program.evaluate, G, (0, None, None, None), run_batch))
+    epoch_fn = _over_runs(program.epoch, G_all // shards, (0, None, None, None), run_batch,
+                          unrolled=unroll is True)
+    eval_fn = _over_runs(program.evaluate, G_all // shards, (0, None, None, None), run_batch)
+    if by_run:
+        specs = (P("runs"), P(), P(), P())
+        epoch_fn = jax.shard_map(epoch_fn, mesh=mesh, in_specs=specs, out_specs=P("runs"))
+        eval_fn = jax.shard_map(eval_fn, mesh=mesh, in_specs=specs, out_specs=P("runs"))
+    epoch_fn, eval_fn = jax.jit(epoch_fn, donate_argnums=0), jax.jit(eval_fn)
 
     user_config = config
     config = dict(config) if config is not None else {
@@ -830,7 +859,8 @@ def train(
         config.setdefault("run_name", run_name)
 
     t_compile = time.perf_counter()
-    state = _init_runs(program, grid, replicated)
+    state = _init_runs(program, grid, NamedSharding(mesh, P("runs")) if by_run else replicated,
+                       G_all)
     epoch_fn = epoch_fn.lower(state, jnp.int32(0), x_train, y_train).compile()
     compile_time = time.perf_counter() - t_compile
     log = _Log(G, epochs, patience)
@@ -839,7 +869,8 @@ def train(
         fingerprint, unknown = _identity(
             dataset, model, optimizer_arg, schedule, grid,
             {"epochs": epochs, "batch_size": batch_size, "patience": patience,
-             "eval_batch_size": eval_batch_size, "run_batch": run_batch}, user_config,
+             "eval_batch_size": eval_batch_size, "run_batch": run_batch,
+             **({"run_shards": shards} if by_run else {})}, user_config,
             run_name)
         ckpt = _Checkpoints(checkpoint_dir, fingerprint, unknown)
         try:
@@ -858,15 +889,16 @@ def train(
         for epoch in bar:
             t0 = time.perf_counter()
             state, metrics = epoch_fn(state, jnp.int32(epoch), x_train, y_train)
-            metrics = {k: np.asarray(v) for k, v in metrics.items()}
+            metrics = {k: np.asarray(v)[:G] for k, v in metrics.items()}
             for split in ("val", "test"):
                 loss, acc = eval_fn(state, *evals[split])
-                metrics[f"{split}_loss"], metrics[f"{split}_accuracy"] = (np.asarray(loss),
-                                                                         np.asarray(acc))
-            was_active = np.asarray(state["active"])
-            active = log.record(epoch, metrics, np.asarray(state["diverged"]), was_active)
+                metrics[f"{split}_loss"], metrics[f"{split}_accuracy"] = (np.asarray(loss)[:G],
+                                                                         np.asarray(acc)[:G])
+            was_active = np.asarray(state["active"])[:G]
+            active = log.record(epoch, metrics, np.asarray(state["diverged"])[:G], was_active)
             if (active != was_active).any():  # early stopping froze a run
-                state["active"] = jax.device_put(jnp.asarray(active), state["active"].sharding)
+                padded = np.concatenate([active, np.zeros(G_all - G, bool)])
+                state["active"] = jax.device_put(jnp.asarray(padded), state["active"].sharding)
             if ckpt is not None:
                 ckpt.save(epoch + 1, state, log.meta())
             log.epoch_seconds.append(time.perf_counter() - t0)
@@ -882,6 +914,8 @@ def train(
             bar.close()
 
     jax.block_until_ready(state)
+    if G_all > G:  # drop the padding runs of run_parallel
+        state = jax.tree.map(lambda a: a[:G], state)
     trained = ~np.isnan(log.history["train_loss"])
     return TrainResult(
         grid=grid, history=log.history, diverged=np.asarray(state["diverged"]),
@@ -956,13 +990,16 @@ def _as_factory(optimizer, hyperparams) -> OptimizerFactory:
     return optimizer
 
 
-def _init_runs(program: _Program, grid: Grid, sharding: NamedSharding | None):
+def _init_runs(program: _Program, grid: Grid, sharding: NamedSharding | None,
+               padded: int | None = None):
     """Initial state of every run, stacked. Runs are initialised one by one with one compiled
-    init (a vmapped init with threefry keys compiles ~2× slower)."""
+    init (a vmapped init with threefry keys compiles ~2× slower). With ``padded`` runs in all,
+    the extra ones are inactive copies of the first (they never train)."""
     init_one = jax.jit(program.init)
     seeds = jnp.asarray([s for _, s in grid.runs], jnp.uint32)
     hps = {k: jnp.asarray(grid.column(k)) for k in grid.names}
     runs = [init_one(seeds[i], {k: v[i] for k, v in hps.items()}) for i in range(len(grid))]
+    runs += [{**runs[0], "active": jnp.array(False)}] * ((padded or len(runs)) - len(runs))
     return _stack(runs, sharding)
 
 

@@ -57,3 +57,44 @@ def test_bad_arguments(evaluator):
     with pytest.raises(ValueError, match="num_groups=1 is smaller"):
         Evaluator(data, num_groups=1).evaluate([parse("exp(sign(g) * sign(m)) * g")])
     assert np.isfinite(evaluator([parse("g")])[0])
+
+
+_SHARDED_SCRIPT = """
+import json, sys, jax
+from optlab.search import parse
+from optlab.search.evaluator import Evaluator
+from optlab.tasks import load_dataset
+data = load_dataset("mnist1d")
+data = data.__class__(data.name, data.x_train[:512], data.y_train[:512], data.x_val,
+                      data.y_val, data.x_test, data.y_test, data.num_classes, data.description)
+formulas = ["g", "m / (sqrt(v) + eps)", "exp(sign(g) * sign(m)) * g", "sign(m)",
+            "(1 + sign(g) * sign(m)) * g", "g * g * g"]
+ev = Evaluator(data, learning_rates=(1e-2, 1e-1), epochs=1, num_groups=3)
+rewards = ev([parse(f) for f in formulas])
+json.dump({"devices": jax.device_count(), "rewards": rewards}, open(sys.argv[1], "w"))
+"""
+
+
+@pytest.mark.slow
+def test_population_sharded_over_8_devices_scores_as_on_one(tmp_path):
+    """The population axis spread over 8 simulated CPU devices (6 programs x 2 learning rates:
+    12 children padded to 16) gives the single-device rewards bit for bit."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    base = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    base.update(PYTHONPATH=str(root), JAX_PLATFORMS="cpu")
+    out = {}
+    for n in (1, 8):
+        env = dict(base, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}")
+        path = tmp_path / f"{n}.json"
+        subprocess.run([sys.executable, "-c", _SHARDED_SCRIPT, str(path)], check=True,
+                       env=env, timeout=300)
+        out[n] = json.loads(path.read_text())
+    assert out[8]["devices"] == 8 and out[1]["devices"] == 1
+    assert out[8]["rewards"] == out[1]["rewards"]
+    assert max(out[1]["rewards"]) > 0.15  # the children really trained

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -175,6 +176,55 @@ def test_data_parallel_on_8_devices_matches_one_device(tmp_path):
     r = np.load(out)
     np.testing.assert_allclose(r["a"], r["b"], rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(r["ha"], r["hb"], rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_run_parallel_on_8_devices_equals_one_device(tmp_path):
+    """Runs spread over 8 devices (a 5-run grid: padded with inactive runs) give bit for bit
+    the single-device results, with early stopping and a resume; with run_batch=2 (a lone
+    group per device compiles outside a loop) equal up to float32 rounding."""
+    code = textwrap.dedent("""
+        import sys, jax, numpy as np
+        sys.path.insert(0, sys.argv[2])
+        from tests.train_script import run, flat_params
+        assert jax.device_count() == 8, jax.devices()
+        kw = dict(epochs=4, patience=1, seeds=1,
+                  hyperparams={"learning_rate": [3e-3, 1e-2, 3e-2, 0.1, 1.0]})
+        out = {}
+        for rb in (1, 2):
+            a = run(run_parallel=True, run_batch=rb, **kw)
+            b = run(data_parallel=False, run_batch=rb, **kw)
+            assert a.state["active"].shape == (5,), a.state["active"].shape
+            out[f"pa{rb}"], out[f"pb{rb}"] = flat_params(a), flat_params(b)
+            out[f"ha{rb}"], out[f"hb{rb}"] = a.history["val_accuracy"], b.history["val_accuracy"]
+            out[f"da{rb}"], out[f"db{rb}"] = a.diverged, b.diverged
+        c1 = run(sys.argv[3], run_parallel=True, **kw)
+        c2 = run(sys.argv[3], run_parallel=True, **kw)
+        assert c2.resumed_from == c1.epochs_trained.max(), c2.resumed_from
+        out["c1"], out["c2"] = flat_params(c1), flat_params(c2)
+        np.savez(sys.argv[1], **out)
+        """)
+    out = tmp_path / "rp.npz"
+    env = _env(XLA_FLAGS="--xla_force_host_platform_device_count=8")
+    subprocess.run([sys.executable, "-c", code, str(out), str(ROOT), str(tmp_path / "ck")],
+                   check=True, env=env, timeout=400)
+    r = np.load(out)
+    np.testing.assert_array_equal(r["pa1"], r["pb1"])
+    np.testing.assert_array_equal(r["ha1"], r["hb1"])
+    np.testing.assert_allclose(r["pa2"], r["pb2"], rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(r["ha2"], r["hb2"], atol=0.02)
+    for rb in (1, 2):
+        np.testing.assert_array_equal(r[f"da{rb}"], r[f"db{rb}"])
+    assert np.isnan(r["ha1"]).any(), "early stopping (patience=1) should stop some run"
+    np.testing.assert_array_equal(r["c1"], r["c2"])
+    np.testing.assert_array_equal(r["c1"], r["pa1"])
+
+
+def test_run_parallel_excludes_data_parallel():
+    with pytest.raises(ValueError, match="exclude each other"):
+        run(epochs=1, data_parallel=True, run_parallel=True)
+    with pytest.raises(TypeError, match="run_parallel must be a bool"):
+        run(epochs=1, run_parallel=1)
 
 
 def test_batch_size_must_divide_devices_for_data_parallel(monkeypatch):
