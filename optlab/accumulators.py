@@ -32,23 +32,35 @@ from optlab.stream import (
     increment,
     per_dtype,
     primitive,
+    scalar_as,
     tree_map,
     zeros_like,
 )
 
 __all__ = [
     "FactoredState",
+    "additive_ema_of_square",
     "debias",
+    "difference",
     "ema",
     "ema_of_abs_max",
     "ema_of_cube",
     "ema_of_square",
+    "ema_of_squared_deviation",
     "factored_ema_of_square",
+    "mix",
     "nadam_momentum",
+    "normalized",
     "running_max",
     "sum_of_squares",
     "trace",
+    "weighted_sum",
 ]
+
+
+def _empty_init(params):
+    del params
+    return optax.EmptyState()
 
 
 def _check_name(name: Any, arg: str = "name") -> None:
@@ -93,21 +105,33 @@ def _ema(
     nesterov: bool = False,
     emit: str = "new",
     source: str = GRAD,
+    center: str | None = None,
+    shift: float = 0.0,
     dtype: Any = None,
     initial_value: float = 0.0,
     who: str,
 ) -> Primitive:
+    """EMA of ``(x − c)^order`` (c the statistic ``center``, if any) plus ``shift`` per step.
+
+    With ``emit="previous"`` and ``debias`` it emits :math:`s_{t-1}/(1-β^{t-1})`, and 1 at
+    t = 1 where no estimate exists yet (only :func:`ema_of_squared_deviation` allows it).
+    """
     _check_name(name)
     _check_name(source, "source")
+    if center is not None:
+        _check_name(center, "center")
     _checks.check_decay("decay", decay)
     _checks.check_choice("emit", emit, ["new", "previous"])
     if debias and callable(decay):
         raise ValueError("decay must be a constant when debias=True (bias correction 1 − βᵗ "
                          "assumes a fixed β); use debias=False with a decay schedule")
-    if (nesterov or debias) and emit != "new":
-        raise ValueError("emit='previous' cannot be combined with nesterov=True or debias=True "
+    if nesterov and emit != "new":
+        raise ValueError("emit='previous' cannot be combined with nesterov=True")
+    if debias and emit != "new" and center is None:
+        raise ValueError("emit='previous' cannot be combined with debias=True "
                          "(m_{t-1} has no bias correction at t = 1)")
     power = _power(order)
+    add_shift = _checks._concrete_scalar(shift) != 0.0
 
     def init_fn(params):
         return {name: zeros_like(params, dtype, initial_value)}
@@ -115,10 +139,18 @@ def _ema(
     def update_fn(updates, state, params, count, **extra):
         del params, extra
         stream, x = _read_source(updates, state[name], source, who)
+        if center is not None:
+            x = tree_map(lambda g, c: g - c, x, stream[center])
         beta = _checks.resolve(decay, count)
         b, one_minus_b = per_dtype(lambda _: beta), per_dtype(lambda _: 1 - beta)
         mu = tree_map(lambda g, m: b(g, m) * m + one_minus_b(g, m) * power(g), x, state[name])
-        if emit == "previous":
+        if add_shift:
+            mu = tree_map(lambda m: m + scalar_as(shift, m), mu)
+        if emit == "previous" and debias:
+            bc = _bias_correction(beta, count)
+            first = count == 0
+            out = tree_map(lambda s: jnp.where(first, jnp.ones_like(s), s / bc(s)), state[name])
+        elif emit == "previous":
             out = state[name]
         elif nesterov:
             # Dozat (2016) look-ahead, optax convention: β m̂_{t+1} + (1 − β) x / (1 − βᵗ).
@@ -148,6 +180,7 @@ def ema(
     emit: Literal["new", "previous"] = "new",
     source: str = GRAD,
     dtype: Any = None,
+    initial_value: float = 0.0,
 ) -> Primitive:
     r"""Exponential moving average of a statistic (first moment).
 
@@ -163,9 +196,10 @@ def ema(
         momentum before it is updated, Chen et al. 2023).
       source: statistic to average (default: the gradient ``"g"``).
       dtype: dtype of the stored average (default: that of the params).
+      initial_value: :math:`m_0` (Yogi starts both moments at 1e-6).
     """
     return _ema(name, decay, 1, debias=debias, nesterov=nesterov, emit=emit, source=source,
-                dtype=dtype, who="ema")
+                dtype=dtype, initial_value=initial_value, who="ema")
 
 
 def ema_of_square(
@@ -175,16 +209,20 @@ def ema_of_square(
     debias: bool = False,
     initial_value: float = 0.0,
     source: str = GRAD,
+    emit: Literal["new", "previous"] = "new",
+    dtype: Any = None,
 ) -> Primitive:
     r"""EMA of the squared statistic (second moment): :math:`v_t = β v_{t-1} + (1-β) x_t^2`.
 
     Emits :math:`\hat v_t = v_t/(1-β^t)` when ``debias``. ``initial_value`` is :math:`v_0`
     (RMSprop's ``initial_scale``). Used by Adam (Kingma & Ba 2015) and RMSprop (Tieleman &
-    Hinton 2012).
+    Hinton 2012). ``emit="previous"`` emits :math:`v_{t-1}`, the estimate before this step's
+    gradient (ADOPT normalises :math:`g_t` by it, Taniguchi et al. 2024); ``dtype`` is the
+    dtype of the stored average (default: that of the params).
     """
     _checks.check_nonnegative("initial_value", initial_value)
     return _ema(name, decay, 2, debias=debias, source=source, initial_value=initial_value,
-                who="ema_of_square")
+                emit=emit, dtype=dtype, who="ema_of_square")
 
 
 def ema_of_cube(
@@ -193,6 +231,170 @@ def ema_of_cube(
     r"""EMA of the cubed statistic, Bello et al. (2017)'s :math:`\hat γ`:
     :math:`γ_t = β γ_{t-1} + (1-β) x_t^3`, debiased like Adam's moments when ``debias``."""
     return _ema(name, decay, 3, debias=debias, source=source, who="ema_of_cube")
+
+
+def ema_of_squared_deviation(
+    name: str,
+    decay: float,
+    center: str = "mu",
+    *,
+    eps_root: float = 0.0,
+    debias: bool = False,
+    emit: Literal["new", "previous"] = "new",
+    source: str = GRAD,
+) -> Primitive:
+    r"""EMA of the squared deviation of a statistic from its prediction (AdaBelief's "belief").
+
+    .. math:: s_t = β s_{t-1} + (1-β)(x_t - c_t)^2 + ε_{root}
+
+    with c the statistic ``center``: the first moment :math:`m_t` for AdaBelief (Zhuang et al.
+    2020), where :math:`s_t` measures how far the gradient strays from its prediction, or the
+    previous one :math:`m_{t-1}` (from ``ema(..., emit="previous")``) for ACProp (Zhuang et
+    al. 2021). :math:`ε_{root}` is added to the stored average each step, as optax does.
+    Emits :math:`\hat s_t = s_t/(1-β^t)` when ``debias``; with ``emit="previous"`` it emits
+    :math:`s_{t-1}` (ACProp's asynchronous denominator), debiased as
+    :math:`s_{t-1}/(1-β^{t-1})` and 1 at t = 1, where no estimate exists yet (optax's ACProp).
+    """
+    _checks.check_decay("decay", decay, allow_schedule=False)
+    _checks.check_nonnegative("eps_root", eps_root)
+    return _ema(name, decay, 2, debias=debias, emit=emit, source=source, center=center,
+                shift=eps_root, who="ema_of_squared_deviation")
+
+
+def additive_ema_of_square(
+    name: str,
+    decay: float,
+    *,
+    debias: bool = False,
+    initial_value: float = 0.0,
+    source: str = GRAD,
+) -> Primitive:
+    r"""Yogi's additive second moment (Zaheer et al. 2018).
+
+    .. math:: v_t = v_{t-1} - (1-β)\,\mathrm{sign}(v_{t-1} - x_t^2)\, x_t^2
+
+    Adam's EMA moves v by :math:`(1-β)(x^2 - v)`, a step that grows with v; Yogi's step has
+    the same sign but a size set by :math:`x^2` alone, so a large v shrinks slowly and the
+    effective learning rate cannot jump up. Emits :math:`v_t/(1-β^t)` when ``debias``.
+    ``initial_value`` is :math:`v_0` (optax's Yogi: 1e-6).
+    """
+    _check_name(name)
+    _check_name(source, "source")
+    _checks.check_decay("decay", decay, allow_schedule=False)
+    _checks.check_nonnegative("initial_value", initial_value)
+
+    def init_fn(params):
+        return {name: zeros_like(params, fill=initial_value)}
+
+    def update_fn(updates, state, params, count, **extra):
+        del params, extra
+        stream, x = _read_source(updates, state[name], source, "additive_ema_of_square")
+        one_minus_b = per_dtype(lambda _: 1 - decay)
+
+        def one(g, v):
+            g2 = abs_sq(g)
+            return v - one_minus_b(g, v) * jnp.sign(v - g2) * g2
+
+        v = tree_map(one, x, state[name])
+        out = v
+        if debias:
+            bc = _bias_correction(decay, increment(count))
+            out = tree_map(lambda v: v / bc(v), v)
+        return stream.add(name, out), {name: cast_like(v, state[name])}
+
+    return primitive(init_fn, update_fn, counted=debias)
+
+
+# ------------------------------------------------------------------------------------------
+# Gradient differences and mixtures of statistics (Adan, AdEMAMix)
+# ------------------------------------------------------------------------------------------
+
+
+def difference(name: str, source: str = GRAD) -> Primitive:
+    r"""Change of a statistic between consecutive steps (Adan's gradient difference).
+
+    .. math:: Δx_t = x_t - x_{t-1}\ (t > 1),\qquad Δx_1 = 0
+
+    The state is :math:`x_{t-1}`, stored under the source's name (``{"g": ...}``, optax's
+    Adan field), so the difference costs one tree of state.
+    """
+    _check_name(name)
+    _check_name(source, "source")
+
+    def init_fn(params):
+        return {source: zeros_like(params)}
+
+    def update_fn(updates, state, params, count, **extra):
+        del params, extra
+        stream, x = _read_source(updates, state[source], source, "difference")
+        first = count == 0
+        diff = tree_map(lambda g, p: jnp.where(first, jnp.zeros_like(g), g - p), x,
+                        state[source])
+        return stream.add(name, diff), {source: cast_like(x, state[source])}
+
+    return primitive(init_fn, update_fn, counted=True)
+
+
+def mix(name: str, a: str, b: str, weight: ScalarOrSchedule) -> Primitive:
+    r"""Adds the mixture :math:`a + w_t\, b` of two statistics to the stream (no state).
+
+    AdEMAMix mixes a slow momentum into Adam's, :math:`\hat m_1 + α m_2` (Pagliardini et al.
+    2024); Adan's Nesterov terms are :math:`g_t + c\,Δg_t` and :math:`\hat m_t + c\,\hat v_t`
+    (Xie et al. 2022). ``weight`` is a number or a schedule of the step (0 first: AdEMAMix's
+    α warm-up).
+    """
+    _check_name(name)
+    _check_name(a, "a")
+    _check_name(b, "b")
+    _checks.check_number("weight", weight, allow_schedule=True)
+
+    def update_fn(updates, state, params, count, **extra):
+        del params, extra
+        stream = as_stream(updates, "mix")
+        w = per_dtype(lambda _: _checks.resolve(weight, count))
+        out = tree_map(lambda x, y: x + w(x, y) * y, stream[a], stream[b])
+        return stream.add(name, out), state
+
+    return primitive(_empty_init, update_fn, counted=callable(weight))
+
+
+def normalized(
+    name: str,
+    denominator: str,
+    *,
+    source: str = GRAD,
+    eps: float = 1e-6,
+    clip: Callable[[jax.Array], jax.Array] | None = None,
+) -> Primitive:
+    r"""Adds a statistic normalised by the root of another, optionally clipped (ADOPT).
+
+    .. math:: y_t = \mathrm{clip}\big(x_t / \max(\sqrt{d_t}, ε),\ -c_t,\ c_t\big)
+
+    with :math:`c_t` = ``clip(step)`` (step 0 at the first update) or no clipping. ADOPT
+    (Taniguchi et al. 2024) normalises :math:`g_t` by the *previous* second moment
+    :math:`v_{t-1}` (``ema_of_square(..., emit="previous")``), which decorrelates the two and
+    lets the momentum average normalised gradients.
+    """
+    _check_name(name)
+    _check_name(denominator, "denominator")
+    _check_name(source, "source")
+    _checks.check_nonnegative("eps", eps)
+    _checks.check_callable_or_none("clip", clip)
+
+    def update_fn(updates, state, params, count, **extra):
+        del params, extra
+        stream = as_stream(updates, "normalized")
+        c = None if clip is None else per_dtype(lambda _: clip(count))
+
+        def one(x, d):
+            y = x / jnp.maximum(jnp.sqrt(d), scalar_as(eps, d))
+            if c is not None:
+                y = jnp.clip(y, -c(y), c(y))
+            return y
+
+        return stream.add(name, tree_map(one, stream[source], stream[denominator])), state
+
+    return primitive(_empty_init, update_fn, counted=clip is not None)
 
 
 # ------------------------------------------------------------------------------------------
@@ -279,22 +481,51 @@ def nadam_momentum(
 # ------------------------------------------------------------------------------------------
 
 
-def sum_of_squares(name: str, initial_value: float = 0.0, *, source: str = GRAD) -> Primitive:
-    r"""Accumulated sum of squares (Adagrad, Duchi et al. 2011):
-    :math:`v_t = v_0 + \sum_{i\le t} x_i^2`."""
+def _sum(name: str, order: int, initial_value: float, weight: ScalarOrSchedule | None,
+         source: str, who: str) -> Primitive:
     _check_name(name)
+    _check_name(source, "source")
     _checks.check_nonnegative("initial_value", initial_value)
+    if weight is not None:
+        _checks.check_nonnegative("weight", weight, allow_schedule=True)
+    power = _power(order)
 
     def init_fn(params):
         return {name: zeros_like(params, fill=initial_value)}
 
     def update_fn(updates, state, params, count, **extra):
-        del params, count, extra
-        stream, x = _read_source(updates, state[name], source, "sum_of_squares")
-        v = tree_map(lambda g, s: s + abs_sq(g), x, state[name])
+        del params, extra
+        stream, x = _read_source(updates, state[name], source, who)
+        if weight is None:
+            v = tree_map(lambda g, s: s + power(g), x, state[name])
+        else:
+            lam = per_dtype(lambda _: _checks.resolve(weight, count))
+            v = tree_map(lambda g, s: s + lam(g) * power(g), x, state[name])
         return stream.add(name, v), {name: cast_like(v, state[name])}
 
-    return primitive(init_fn, update_fn, counted=False)
+    return primitive(init_fn, update_fn, counted=callable(weight))
+
+
+def sum_of_squares(
+    name: str,
+    initial_value: float = 0.0,
+    *,
+    source: str = GRAD,
+    weight: ScalarOrSchedule | None = None,
+) -> Primitive:
+    r"""Accumulated sum of squares (Adagrad, Duchi et al. 2011):
+    :math:`v_t = v_0 + \sum_{i\le t} λ_i x_i^2`, with λ = 1 unless ``weight`` (a number or a
+    schedule of the step, 0 first) is given (MADGRAD's :math:`λ_t = (η_t+ε)\sqrt t`)."""
+    return _sum(name, 2, initial_value, weight, source, "sum_of_squares")
+
+
+def weighted_sum(
+    name: str, weight: ScalarOrSchedule = 1.0, *, source: str = GRAD
+) -> Primitive:
+    r"""Weighted running sum of a statistic, the dual-averaging sum of gradients (Nesterov
+    2009; MADGRAD, Defazio & Jelassi 2021): :math:`s_t = \sum_{i \le t} λ_i x_i`, with
+    :math:`λ_i` = ``weight`` (a number or a schedule of the step, 0 first)."""
+    return _sum(name, 1, 0.0, weight, source, "weighted_sum")
 
 
 def running_max(name: str) -> Primitive:
@@ -320,27 +551,33 @@ def running_max(name: str) -> Primitive:
     return primitive(init_fn, update_fn, counted=False)
 
 
-def debias(name: str, decay: float) -> Primitive:
+def debias(name: str, decay: float, *, nesterov: bool = False, source: str = GRAD) -> Primitive:
     r"""Replaces statistic ``name`` by its bias correction :math:`x / (1 - β^t)`.
 
     Lets a bias correction follow another primitive, e.g. PyTorch's AMSGrad, which takes the
-    running max of the raw second moment and then divides by :math:`1-β_2^t`.
+    running max of the raw second moment and then divides by :math:`1-β_2^t`, or AdaBelief,
+    whose belief reads the raw first moment. With ``nesterov`` it is Dozat's (2016)
+    look-ahead :math:`β m_t/(1-β^{t+1}) + (1-β) x_t/(1-β^t)`, x the statistic ``source``.
     """
     _check_name(name)
+    _check_name(source, "source")
     _checks.check_decay("decay", decay, allow_schedule=False)
-
-    def init_fn(params):
-        del params
-        return optax.EmptyState()
 
     def update_fn(updates, state, params, count, **extra):
         del params, extra
         stream = as_stream(updates, "debias")
-        bc = _bias_correction(decay, increment(count))
-        out = tree_map(lambda x: x / bc(x), stream[name])
+        t = increment(count)
+        bc = _bias_correction(decay, t)
+        if nesterov:
+            bc_next = _bias_correction(decay, increment(t))
+            b, one_minus_b = per_dtype(lambda _: decay), per_dtype(lambda _: 1 - decay)
+            out = tree_map(lambda m, g: b(m, g) * m / bc_next(m) + one_minus_b(m, g) * g / bc(m),
+                           stream[name], stream[source])
+        else:
+            out = tree_map(lambda x: x / bc(x), stream[name])
         return stream.replace(name, out), state
 
-    return primitive(init_fn, update_fn, counted=True)
+    return primitive(_empty_init, update_fn, counted=True)
 
 
 def ema_of_abs_max(name: str, decay: float, *, eps: float = 0.0, source: str = GRAD) -> Primitive:

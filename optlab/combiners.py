@@ -32,6 +32,7 @@ from optlab.stream import (
 __all__ = [
     "RmsRatioState",
     "bounded_ratio",
+    "dual_averaging",
     "ratio",
     "rectified_ratio",
     "rms_ratio",
@@ -309,3 +310,47 @@ def rectified_ratio(
         return tree_map(one, stream[numerator], stream[denominator])
 
     return _combiner(combine, counted=True, who="rectified_ratio")
+
+
+def dual_averaging(
+    sum_name: str = "s",
+    scale_name: str = "grad_sum_sq",
+    *,
+    momentum: float = 0.9,
+    eps: float = 1e-6,
+) -> Primitive:
+    r"""MADGRAD's momentumised dual-averaging step (Defazio & Jelassi 2021).
+
+    Reads the weighted gradient sum :math:`s_t` and the weighted sum of squares
+    :math:`ν_t` and moves the params towards the dual-averaging iterate:
+
+    .. math::
+       z_t = θ_0 - \frac{s_t}{ν_t^{1/3} + ε},\qquad
+       u_t = \big((1-c)\, z_t + c\, θ_t\big) - θ_t
+
+    with c = ``momentum``. Unlike other combiners its output is the *step itself* (no
+    learning-rate scaling follows: the learning rate enters through the sums' weights), and
+    it needs the params: dual averaging is anchored at the initial point θ₀, which it keeps
+    as its state (``x0``, optax's name).
+    """
+    _checks.check_decay("momentum", momentum, allow_schedule=False)
+    _checks.check_nonnegative("eps", eps)
+
+    def init_fn(params):
+        return {"x0": tree_map(jnp.copy, params)}  # own buffers: params may be donated
+
+    def update_fn(updates, state, params, count, **extra):
+        del count, extra
+        if params is None:
+            raise ValueError("dual_averaging needs params: call update(updates, state, params)")
+        stream = as_stream(updates, "dual_averaging")
+
+        def one(s, v, x0, p):
+            z = x0 - s / (jnp.cbrt(v) + scalar_as(eps, v))
+            x_new = scalar_as(1 - momentum, z) * z + scalar_as(momentum, p) * p
+            return (x_new - p).astype(p.dtype)
+
+        out = tree_map(one, stream[sum_name], stream[scale_name], state["x0"], params)
+        return out, state
+
+    return primitive(init_fn, update_fn, counted=False)
