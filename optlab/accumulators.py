@@ -364,13 +364,14 @@ def normalized(
     *,
     source: str = GRAD,
     eps: float = 1e-6,
-    clip: Callable[[jax.Array], jax.Array] | None = None,
+    clip: ScalarOrSchedule | None = None,
 ) -> Primitive:
     r"""Adds a statistic normalised by the root of another, optionally clipped (ADOPT).
 
     .. math:: y_t = \mathrm{clip}\big(x_t / \max(\sqrt{d_t}, ε),\ -c_t,\ c_t\big)
 
-    with :math:`c_t` = ``clip(step)`` (step 0 at the first update) or no clipping. ADOPT
+    with :math:`c_t` = ``clip``, a number or a schedule of the step (0 first), or no clipping
+    when ``clip`` is None. ADOPT
     (Taniguchi et al. 2024) normalises :math:`g_t` by the *previous* second moment
     :math:`v_{t-1}` (``ema_of_square(..., emit="previous")``), which decorrelates the two and
     lets the momentum average normalised gradients.
@@ -379,12 +380,13 @@ def normalized(
     _check_name(denominator, "denominator")
     _check_name(source, "source")
     _checks.check_nonnegative("eps", eps)
-    _checks.check_callable_or_none("clip", clip)
+    if clip is not None:
+        _checks.check_nonnegative("clip", clip, allow_schedule=True)
 
     def update_fn(updates, state, params, count, **extra):
         del params, extra
         stream = as_stream(updates, "normalized")
-        c = None if clip is None else per_dtype(lambda _: clip(count))
+        c = None if clip is None else per_dtype(lambda _: _checks.resolve(clip, count))
 
         def one(x, d):
             y = x / jnp.maximum(jnp.sqrt(d), scalar_as(eps, d))
@@ -394,7 +396,7 @@ def normalized(
 
         return stream.add(name, tree_map(one, stream[source], stream[denominator])), state
 
-    return primitive(_empty_init, update_fn, counted=clip is not None)
+    return primitive(_empty_init, update_fn, counted=callable(clip))
 
 
 # ------------------------------------------------------------------------------------------

@@ -789,7 +789,7 @@ def adopt(
     *,
     nesterov: bool = False,
     use_clipping: bool = True,
-    clip_value_fn: Callable[[jax.Array], jax.Array] = lambda x: x**0.25,
+    clip_value_fn: ScalarOrSchedule = lambda x: x**0.25,
 ) -> Primitive:
     r"""ADOPT (Taniguchi et al. 2024): momentum of gradients normalised by the *previous*
     second moment, which makes Adam-type updates converge for any β₂.
@@ -802,10 +802,12 @@ def adopt(
 
     with :math:`c_t` = ``clip_value_fn(t-1)`` (:math:`(t-1)^{1/4}`) when ``use_clipping``;
     ``nesterov`` uses :math:`β_1 m_t + (1-β_1) x_t`. The first step is expressed as
-    decays β₂ = 0 and β₁ = 1 at t = 1.
+    decays β₂ = 0 and β₁ = 1 at t = 1. ``clip_value_fn`` may also be a number (a constant
+    clip), so that ``optax.inject_hyperparams``, which evaluates callables at the step and
+    passes the value, works (optax's own ``adopt`` fails there).
     """
     _check_args(learning_rate=learning_rate, b1=b1, b2=b2, eps=eps)
-    _checks.check_callable_or_none("clip_value_fn", clip_value_fn)
+    _checks.check_nonnegative("clip_value_fn", clip_value_fn, allow_schedule=True)
     return chain(
         ema_of_square("nu", _after_first_step(b2, 0.0), emit="previous"),
         normalized("x", "nu", eps=eps, clip=clip_value_fn if use_clipping else None),
@@ -856,12 +858,17 @@ def ademamix(
     )
 
 
+def _as_float(count: jax.Array) -> jax.Array:
+    """The step count in the default float dtype (float64 under x64)."""
+    return jax.numpy.asarray(count, jax.numpy.result_type(float))
+
+
 def ademamix_alpha_warmup(alpha: float, warmup: int) -> Callable[[jax.Array], jax.Array]:
     r"""AdEMAMix's α schedule (Pagliardini et al. 2024, Alg. 1): :math:`α_t = \min(tα/T_α, α)`,
     t the step (0 first), :math:`T_α` = ``warmup``."""
     _checks.check_nonnegative("alpha", alpha)
     _checks.check_int("warmup", warmup, low=1)
-    return lambda count: jax.numpy.minimum(count * alpha / warmup, alpha)
+    return lambda count: jax.numpy.minimum(_as_float(count) * alpha / warmup, alpha)
 
 
 def ademamix_b3_warmup(b1: float, b3: float, warmup: int) -> Callable[[jax.Array], jax.Array]:
@@ -879,7 +886,7 @@ def ademamix_b3_warmup(b1: float, b3: float, warmup: int) -> Callable[[jax.Array
     log_b1, log_b3 = math.log(b1), math.log(b3)
 
     def schedule(count: jax.Array) -> jax.Array:
-        frac = jax.numpy.minimum(count / warmup, 1.0)
+        frac = jax.numpy.minimum(_as_float(count) / warmup, 1.0)
         return jax.numpy.minimum(
             jax.numpy.exp(log_b1 * log_b3 / ((1 - frac) * log_b3 + frac * log_b1)), b3)
 
