@@ -3,6 +3,11 @@
     optlab search --task mnist1d --strategy evolution --budget 2000 --population 64 --out DIR
     optlab search --out DIR --resume ...          (the same flags: continues from DIR's log)
     optlab search show DIR [--top 10]             (the best programs found so far)
+
+Child tasks (``--task`` / ``--model``; the model defaults to the task's child of
+:data:`CHILDREN`): the MNIST-1D MLP (default), the MNIST-1D CNN (``--model cnn1d``), Bello et
+al.'s small ConvNet on MNIST-5k (``--task mnist5k``) and on CIFAR-10 from a local copy
+(``--task cifar10 --data-dir DIR``).
 """
 
 from __future__ import annotations
@@ -13,6 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from optlab.search.run import STRATEGIES, SearchSettings, load_log, search, top
+
+CHILDREN = {"mnist1d": "mlp", "digits": "mlp", "mnist5k": "convnet", "cifar10": "convnet"}
+"""Each data set's default child network (``--model``): Bello et al.'s small ConvNet for the
+image data sets, the MNIST-1D MLP otherwise."""
 
 
 def add_parser(sub: Any, int_at_least, lrs) -> None:
@@ -30,8 +39,13 @@ def add_parser(sub: Any, int_at_least, lrs) -> None:
         "`optlab search show DIR` prints the best programs.")
     p.add_argument("--task", default=defaults.task,
                    help=f"data set of the child networks (default: {defaults.task})")
-    p.add_argument("--model", default=defaults.model,
-                   help=f"child network, see `optlab list` (default: {defaults.model})")
+    p.add_argument("--model", default=None,
+                   help="child network, see `optlab list`: mlp, cnn1d (MNIST-1D), convnet "
+                   "(Bello et al.'s small ConvNet), ... (default: the task's: "
+                   + ", ".join(f"{t} {m}" for t, m in CHILDREN.items()) + ")")
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="local copy of CIFAR-10, for --task cifar10 (default: "
+                   "$OPTLAB_CIFAR10_DIR)")
     p.add_argument("--strategy", default=defaults.strategy, choices=STRATEGIES,
                    help=f"search strategy (default: {defaults.strategy})")
     p.add_argument("--budget", type=int_at_least(1), default=defaults.budget, metavar="N",
@@ -53,6 +67,9 @@ def add_parser(sub: Any, int_at_least, lrs) -> None:
                    help=f"training budget of a child, in epochs (default: {defaults.epochs})")
     p.add_argument("--batch-size", type=int_at_least(1), default=defaults.batch_size,
                    metavar="N", help=f"child mini-batch size (default: {defaults.batch_size})")
+    p.add_argument("--train-size", type=int_at_least(1), default=None, metavar="N",
+                   help="children train on the first N training examples, a random subset "
+                   "(a cheaper proxy; default: all)")
     p.add_argument("--seed", type=int_at_least(0), default=defaults.seed, metavar="N",
                    help=f"the search's seed (default: {defaults.seed})")
     p.add_argument("--warm-start", default=None, metavar="FORMULA",
@@ -94,12 +111,23 @@ def cmd_search(args) -> int:
             raise CLIError(f"--warm-start {args.warm_start!r}: {e}") from None
         if len(warm) > args.groups:
             raise CLIError(f"--warm-start has {len(warm)} groups; --groups is {args.groups}")
+    model = _check_child(args)
     settings = SearchSettings(
-        task=args.task, model=args.model, strategy=args.strategy, budget=args.budget,
+        task=args.task, model=model, strategy=args.strategy, budget=args.budget,
         population=args.population, tournament=args.tournament, groups=args.groups,
         learning_rates=tuple(args.lr), seeds=args.seeds, epochs=args.epochs,
-        batch_size=args.batch_size, seed=args.seed, warm_start=args.warm_start)
-    data = _load(args.task)
+        batch_size=args.batch_size, seed=args.seed, warm_start=args.warm_start,
+        train_size=args.train_size)
+    data = _load(args.task, args.data_dir)
+    _check_model(model, data)
+    if args.train_size is not None and args.train_size > len(data.y_train):
+        raise CLIError(f"--train-size {args.train_size} exceeds the {len(data.y_train)} "
+                       f"training examples of --task {args.task}; allowed range "
+                       f"1..{len(data.y_train)}")
+    if args.batch_size > (args.train_size or len(data.y_train)):
+        raise CLIError(f"--batch-size {args.batch_size} exceeds the "
+                       f"{args.train_size or len(data.y_train)} training examples; allowed "
+                       f"range 1..{args.train_size or len(data.y_train)}")
     try:
         result = search(Path(args.out), settings, resume=args.resume, data=data,
                         progress=args.progress)
@@ -113,18 +141,44 @@ def cmd_search(args) -> int:
     return 0
 
 
-def _load(task: str):
+def _check_child(args) -> str:
+    """Checks --task, --model and --data-dir by name (before any data is read); returns the
+    child's model name."""
+    from optlab._checks import unknown_name
     from optlab.cli import CLIError
-    from optlab.tasks import DATASETS, load_dataset
+    from optlab.tasks import DATASETS, MODELS
 
-    if task not in DATASETS:
-        from optlab._checks import unknown_name
+    if args.task not in DATASETS:
+        raise CLIError(f"--task: {unknown_name('data set', args.task, DATASETS)}")
+    model = args.model or CHILDREN[args.task]
+    if model not in MODELS:
+        raise CLIError(f"--model: {unknown_name('model', model, MODELS)}")
+    if args.data_dir is not None and args.task != "cifar10":
+        raise CLIError(f"--data-dir is read by --task cifar10 only, not --task {args.task}")
+    return model
 
-        raise CLIError(f"--task: {unknown_name('data set', task, DATASETS)}")
+
+def _load(task: str, data_dir: str | None = None):
+    from optlab.cli import CLIError, _cli_words
+    from optlab.tasks import load_dataset
+
     try:
-        return load_dataset(task)
+        return load_dataset(task, data_dir=data_dir)
     except (ValueError, FileNotFoundError) as e:
-        raise CLIError(f"--task {task}: {e}") from None
+        raise CLIError(f"--task {task}: {_cli_words(str(e))}") from None
+
+
+def _check_model(model: str, data) -> None:
+    """Builds the child abstractly: a model that does not fit the data fails now."""
+    from flax import nnx
+
+    from optlab.cli import CLIError
+    from optlab.tasks import make_model
+
+    try:
+        nnx.eval_shape(lambda: make_model(model, data.input_shape, data.num_classes, rngs=0))
+    except (ValueError, TypeError) as e:
+        raise CLIError(f"--model {model} does not fit --task {data.name}: {e}") from None
 
 
 def cmd_show(args) -> int:

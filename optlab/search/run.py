@@ -55,11 +55,26 @@ class SearchSettings:
     batch_size: int = 128
     seed: int = 0
     warm_start: str | None = None
+    train_size: int | None = None  # children train on the first N training examples
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["learning_rates"] = list(self.learning_rates)
         return d
+
+
+def with_train_size(data: Any, train_size: int | None) -> Any:
+    """``data`` with only its first ``train_size`` training examples (a random subset: the
+    training split is in permuted order); all of them for None."""
+    if train_size is None:
+        return data
+    n = len(data.y_train)
+    if isinstance(train_size, bool) or not isinstance(train_size, int) \
+            or not 1 <= train_size <= n:
+        raise ValueError(f"train_size must be an int in 1..{n} (the training examples of "
+                         f"{data.name!r}), got {train_size!r}")
+    return dataclasses.replace(data, x_train=data.x_train[:train_size],
+                               y_train=data.y_train[:train_size])
 
 
 def _strategy(s: SearchSettings) -> Strategy:
@@ -153,6 +168,7 @@ def search(out: str | os.PathLike, settings: SearchSettings = SearchSettings(), 
         from optlab.tasks import load_dataset
 
         data = load_dataset(settings.task)
+    data = with_train_size(data, settings.train_size)
     evaluator = Evaluator(data, settings.model, learning_rates=settings.learning_rates,
                           seeds=settings.seeds, epochs=settings.epochs,
                           batch_size=settings.batch_size, num_groups=settings.groups)
