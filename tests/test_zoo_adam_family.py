@@ -302,6 +302,8 @@ def test_abstract_init_jit_and_type_stable_state(name):
     tx = getattr(O, name)(0.01)
     state = tx.init(params)
     assert _shapes(jax.eval_shape(tx.init, params)) == _shapes(state)
+    abstract = jax.tree.map(lambda p: jax.ShapeDtypeStruct(p.shape, p.dtype), params)
+    assert _shapes(tx.init(abstract)) == _shapes(state)
     grads = jax.tree.map(jnp.ones_like, params)
     step = jax.jit(tx.update)
     _, new_state = step(grads, state, params)
@@ -408,6 +410,19 @@ def test_bad_arguments_name_the_argument(name, kw, arg):
 def test_negative_learning_rate_is_refused(name):
     with pytest.raises(ValueError, match=r"learning_rate must be in \[0"):
         getattr(O, name)(-0.1)
+
+
+def test_madgrad_state_and_params_can_both_be_donated():
+    """MADGRAD keeps θ₀ in its own buffers (optax's aliases the params, so donating both
+    fails with "donate the same buffer twice")."""
+    tx = O.madgrad(0.01)
+    p = make_params(0)
+    s = tx.init(p)
+    step = jax.jit(lambda p, s: (lambda u, s: (optax.apply_updates(p, u), s))(
+        *tx.update(jax.tree.map(jnp.sin, p), s, p)), donate_argnums=(0, 1))
+    for _ in range(2):
+        p, s = step(p, s)
+    assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(p))
 
 
 def test_madgrad_needs_params():
