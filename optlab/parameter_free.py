@@ -501,7 +501,8 @@ def dog(
     suggest 1e-4 with batch norm); ``"learning_rate"`` sets :math:`\bar r_0 = 0` and the first
     step size to value. ``weight_decay`` is coupled L2 (added to g), as in optax; η is an
     optional schedule multiplier. State: θ₀ (``init_params``) and two scalars, as optax.
-    The authors recommend averaging the iterates.
+    ``init`` must receive the actual initial params (θ₀ is the anchor of every distance, and
+    the heuristic reads its norm). The authors recommend averaging the iterates.
     """
     if not isinstance(init_step, (tuple, list)) or len(init_step) != 2:
         raise TypeError(f"init_step must be a pair (tag, value), got {init_step!r}")
@@ -645,6 +646,11 @@ def cocob(
     semantics); ``weight_decay`` is coupled L2 on the leaves ``mask`` selects. State (optax's
     names): ``init_particles``, ``cumulative_gradients``, ``scale``, ``subgradients``,
     ``reward``: 5 × params, as optax.
+
+    Coin betting chooses the next *point*, not a direction: the last primitive,
+    :func:`coin_bet`, returns :math:`θ_{t+1} - θ_t`, so the chain ends there (a transform
+    after it would move the iterate off the bettor's point, and the reward, which reads
+    :math:`θ_t - θ_0`, would no longer be the bettor's).
     """
     _check_args(learning_rate=learning_rate, eps=eps, weight_decay=weight_decay)
     _checks.check_positive("alpha", alpha)

@@ -227,3 +227,15 @@ BAD = [
 def test_bad_arguments(make, error, match):
     with pytest.raises(error, match=match):
         make()
+
+
+def test_momo_trains_in_optlab_train():
+    """optlab.train passes the batch loss as ``value=`` (optax's convention), so the
+    optimizers that read it train there as any other."""
+    from optlab.train import train
+    from tests.train_script import MLP, blobs
+
+    result = train(blobs(), MLP, pk.momo, hyperparams={"learning_rate": [1.0]}, epochs=3,
+                   batch_size=40, progress=False)
+    assert not np.asarray(result.diverged).any()
+    assert float(np.asarray(result.test_accuracy).ravel()[-1]) > 0.8
