@@ -106,12 +106,15 @@ def secant_memory(name: str = "memory", memory_size: int = 10) -> Primitive:
         raise TypeError(f"name must be a statistic name (a Python identifier), got {name!r}")
     _checks.check_int("memory_size", memory_size, low=1)
 
-    def init_fn(params):
-        stacked = tree_map(
+    def stacked_zeros(params):
+        return tree_map(
             lambda p: jnp.zeros((memory_size, *jnp.shape(p)), jnp.result_type(p)), params)
+
+    def init_fn(params):
+        # Distinct buffers (not one zeros tree used twice), so the state can be donated.
         return SecantMemoryState(
             params=zeros_like(params), updates=zeros_like(params),
-            diff_params_memory=stacked, diff_updates_memory=stacked,
+            diff_params_memory=stacked_zeros(params), diff_updates_memory=stacked_zeros(params),
             weights_memory=jnp.zeros(memory_size))
 
     def update_fn(updates, state, params, count, **extra):

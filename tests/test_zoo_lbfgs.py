@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -215,3 +217,20 @@ def test_update_without_params_is_a_clear_error():
     params = make_params(0)
     with pytest.raises(ValueError, match="needs params"):
         opt.update(params, opt.init(params))
+
+
+def test_state_can_be_donated():
+    """Every state buffer is distinct, so a step with donated params and state runs (optax's
+    lbfgs init uses one zeros tree for both memories, which a donated step rejects)."""
+    opt = lbfgs(linesearch=None, learning_rate=0.1)
+
+    @functools.partial(jax.jit, donate_argnums=(0, 1))
+    def step(p, s):
+        u, s = opt.update(jax.grad(chained_rosenbrock)(p), s, p)
+        return optax.apply_updates(p, u), s
+
+    p = make_params(0)
+    s = opt.init(p)
+    for _ in range(3):
+        p, s = step(p, s)
+    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(p))
