@@ -615,16 +615,21 @@ def soap(
     _checks.check_learning_rate(learning_rate)
     _checks.check_decay("b1", b1, allow_schedule=False)
     _checks.check_decay("b2", b2, allow_schedule=False)
-    default_beta = _checks._concrete_scalar(shampoo_beta) == -1
-    if not default_beta:
+    beta = _checks._concrete_scalar(shampoo_beta)
+    if beta is None:  # traced (optax.inject_hyperparams): -1 still means b2
+        factor_decay = jnp.where(shampoo_beta < 0, b2, shampoo_beta)
+    elif beta == -1:
+        factor_decay = b2
+    else:
         _checks.check_decay("shampoo_beta", shampoo_beta, allow_schedule=False)
+        factor_decay = shampoo_beta
     _checks.check_nonnegative("eps", eps)
     _checks.check_nonnegative("weight_decay", weight_decay, allow_schedule=True)
     _check_factor_args(max_precond_dim, precondition_frequency)
     _checks.check_choice("eigenbasis_method", eigenbasis_method, ["qr", "eigh"])
     axes = dict(max_precond_dim=max_precond_dim, precondition_1d=precondition_1d)
     return _chain(
-        kronecker_factors("GG", b2 if default_beta else shampoo_beta, **axes),
+        kronecker_factors("GG", factor_decay, **axes),
         eigenbasis("GG", "Q", every=precondition_frequency, method=eigenbasis_method, **axes),
         skip_first("g", "g_skip"),
         ema("mu", b1, source="g_skip"),
