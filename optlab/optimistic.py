@@ -1,4 +1,4 @@
-"""Optimism: extrapolating with the previous gradient (or the previous Adam direction).
+r"""Optimism: extrapolating with the previous gradient (or the previous Adam direction).
 
 Optimistic gradient descent (Popov 1980; Daskalakis et al. 2018; Mokhtari et al. 2020)
 approximates the extra-gradient step — which needs a second gradient evaluation — by reusing
