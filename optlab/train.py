@@ -34,6 +34,7 @@ one compiled program:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import inspect
@@ -274,13 +275,14 @@ class _Program:
     steps_per_epoch: int
     batch_sharding: NamedSharding | None
     unroll: int | bool = 1
+    extra_args: tuple[str, ...] = ()  # optax extra arguments the optimizer accepts
 
     def optimizer(self, hparams: dict[str, jax.Array]) -> optax.GradientTransformation:
         kwargs = dict(hparams)
         if self.schedule is not None and "learning_rate" in kwargs:
             lr, schedule = kwargs["learning_rate"], self.schedule
             kwargs["learning_rate"] = lambda step: lr * schedule(step)
-        return self.optimizer_fn(**kwargs)
+        return optax.with_extra_args_support(self.optimizer_fn(**kwargs))
 
     def init(self, seed: jax.Array, hparams: dict[str, jax.Array]) -> dict[str, Any]:
         key = jax.random.key(seed)
@@ -317,7 +319,9 @@ class _Program:
                 return loss, (acc, nnx.split(model, nnx.Param, ...)[2])
 
             (loss, (acc, new_rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-            extra = {}
+            batch_loss = lambda p: loss_fn(p)[0]  # noqa: E731
+            extra = {k: v for k, v in {"value": loss, "grad": grads, "value_fn": batch_loss,
+                                       "obj_fn": batch_loss}.items() if k in self.extra_args}
             if needs_activations:  # LipschitzLR: the input of the last dense layer
                 model = nnx.merge(self.graph_train, params, rest, copy=True)
                 extra["activations"] = jax.lax.stop_gradient(
@@ -357,6 +361,33 @@ class _Program:
         nan = jnp.full((), jnp.nan)
         return (jnp.where(total > 0, losses.sum() / total, nan),
                 jnp.where(total > 0, hits.sum() / total, nan))
+
+
+_EXTRA_ARGS = (("value", "grad", "value_fn", "obj_fn"), ("value", "grad", "value_fn"),
+               ("obj_fn",), ("value",), ())
+
+
+def _extra_args(program: _Program, hparams: dict[str, Any]) -> tuple[str, ...]:
+    """The richest set of optax's extra arguments (``value``, ``grad``, ``value_fn``,
+    ``obj_fn`` of the batch) that the optimizer's update accepts, found by tracing it
+    abstractly: polyak_sgd and momo read the loss, lbfgs's line search ``value``, ``grad``
+    and ``value_fn`` (and refuses others), sophia ``obj_fn``. Arguments an optimizer does
+    not read cost nothing (XLA drops them)."""
+    model = nnx.eval_shape(lambda: program.model_fn(nnx.Rngs(0)))
+    _, params, _ = nnx.split(model, nnx.Param, ...)
+    tx = program.optimizer({k: jnp.asarray(v) for k, v in hparams.items()})
+    def update(p, names):
+        fn = lambda q: jax.tree.reduce(lambda a, b: a + b.sum(), q, 0.0)  # noqa: E731
+        values = {"value": fn(p), "grad": p, "value_fn": fn, "obj_fn": fn}
+        return tx.update(p, tx.init(p), p, **{k: values[k] for k in names})
+
+    for names in _EXTRA_ARGS:
+        try:
+            jax.eval_shape(functools.partial(update, names=names), params)
+            return names
+        except (TypeError, ValueError):  # an argument refused (or one missing: activations)
+            continue
+    return ()
 
 
 def _graphdefs(model_fn: ModelFactory):
@@ -829,6 +860,7 @@ def train(
     program = _Program(graph_train, graph_eval, model_fn, optimizer, schedule,
                        batch_size, n_train // batch_size,
                        NamedSharding(mesh, P("data")) if mesh and not by_run else None, unroll)
+    program = dataclasses.replace(program, extra_args=_extra_args(program, grid.runs[0][0]))
     # Run-parallel: whole groups of run_batch runs per device, padded with inactive runs.
     shards = mesh.size if by_run else 1
     G_all = -(-G // (shards * run_batch)) * shards * run_batch if by_run else G

@@ -14,6 +14,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import optlab
@@ -298,3 +299,17 @@ def test_accepts_a_built_optax_transform():
     assert len(result.grid) == 2 and result.test_accuracy.min() > 0.5
     with pytest.raises(ValueError, match="factory"):
         train(blobs(), MLP, tx, epochs=1, batch_size=40, hyperparams={"learning_rate": [1.0]})
+
+
+@pytest.mark.parametrize("make", [
+    lambda: optax.polyak_sgd(max_learning_rate=0.5),  # reads value
+    lambda: optax.contrib.sophia(0.01),  # reads obj_fn
+    lambda: optax.lbfgs(),  # reads value, grad and value_fn (zoom line search)
+], ids=["polyak_sgd", "sophia", "lbfgs"])
+def test_optimizers_reading_the_loss_train(make):
+    """train passes optax's extra arguments (value, grad, value_fn, obj_fn of the batch)."""
+    from tests.train_script import MLP, blobs
+
+    result = train(blobs(), MLP, make(), epochs=3, batch_size=40, progress=False)
+    loss = result.history["train_loss"][0]
+    assert not result.diverged[0] and loss[-1] < loss[0], loss
