@@ -12,6 +12,9 @@ one compiled program:
   and jit-compiled with the training state donated, so there is no per-step Python overhead;
 * the optimizer is rebuilt inside the traced step from the run's hyperparameters, so
   learning rates, β's, weight decays, ... are per-run scalars of the stacked state;
+* validation and test metrics of a Schedule-Free optimizer are those of its averaged iterate
+  x (``schedule_free_eval_params``), the point the method is meant to be evaluated at (its
+  params, and BatchNorm statistics, are those of the gradient point y);
 * a run whose loss or gradient turns non-finite is frozen and marked diverged (its history up
   to that point is kept) while the other runs go on; early stopping freezes a run whose
   validation accuracy has not improved for ``patience`` epochs;
@@ -349,9 +352,11 @@ class _Program:
     def evaluate(self, run: dict[str, Any], x: jax.Array, y: jax.Array, w: jax.Array):
         """Weighted mean loss and accuracy over pre-chunked data ``(chunks, B, ...)``."""
 
+        params = _evaluation_params(run["opt_state"], run["params"])
+
         def chunk(args):
             xc, yc, wc = args
-            model = nnx.merge(self.graph_eval, run["params"], run["rest"])
+            model = nnx.merge(self.graph_eval, params, run["rest"])
             logits = model(self._constrain(xc))
             loss = optax.softmax_cross_entropy_with_integer_labels(logits, yc)
             return (loss * wc).sum(), ((jnp.argmax(logits, -1) == yc) * wc).sum()
@@ -361,6 +366,17 @@ class _Program:
         nan = jnp.full((), jnp.nan)
         return (jnp.where(total > 0, losses.sum() / total, nan),
                 jnp.where(total > 0, hits.sum() / total, nan))
+
+
+def _evaluation_params(opt_state, params):
+    """The point to evaluate at: Schedule-Free's averaged iterate x (optlab's or optax's
+    ``schedule_free_eval_params``) when the optimizer is Schedule-Free, else the params."""
+    from optlab.schedule_free import schedule_free_eval_params
+
+    try:
+        return schedule_free_eval_params(opt_state, params)
+    except ValueError:  # not a Schedule-Free optimizer
+        return params
 
 
 _EXTRA_ARGS = (("value", "grad", "value_fn", "obj_fn"), ("value", "grad", "value_fn"),

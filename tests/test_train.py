@@ -313,3 +313,24 @@ def test_optimizers_reading_the_loss_train(make):
     result = train(blobs(), MLP, make(), epochs=3, batch_size=40, progress=False)
     loss = result.history["train_loss"][0]
     assert not result.diverged[0] and loss[-1] < loss[0], loss
+
+
+def test_schedule_free_is_evaluated_at_its_averaged_iterate():
+    """Validation metrics of a Schedule-Free run are those of x = schedule_free_eval_params,
+    not of the gradient point y held as params."""
+    from flax import nnx
+
+    from optlab.schedule_free import schedule_free_eval_params, schedule_free_sgd
+    from optlab.train import classification_loss
+    from tests.train_script import MLP, blobs
+
+    data = blobs()
+    result = train(data, MLP, schedule_free_sgd(0.5), epochs=2, batch_size=40, progress=False)
+    state = jax.tree.map(lambda a: a[0], result.state)
+    x = schedule_free_eval_params(state["opt_state"], state["params"])
+    model = nnx.merge(result.graphdef, x, state["rest"])
+    loss, _ = classification_loss(model, jnp.asarray(data.x_val), jnp.asarray(data.y_val))
+    np.testing.assert_allclose(result.history["val_loss"][0, -1], loss, rtol=1e-5)
+    y_model = nnx.merge(result.graphdef, state["params"], state["rest"])
+    y_loss, _ = classification_loss(y_model, jnp.asarray(data.x_val), jnp.asarray(data.y_val))
+    assert abs(float(y_loss) - float(loss)) > 1e-6
