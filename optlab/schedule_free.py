@@ -22,7 +22,6 @@ another transform wrapped around the chain changes y. :func:`schedule_free_eval_
 recovers x from the state and the params.
 """
 
-from __future__ import annotations
 
 from typing import Any, NamedTuple
 
@@ -198,6 +197,9 @@ def _with_warmup(learning_rate: ScalarOrSchedule, warmup_steps: int | None) -> S
         return learning_rate
     if not isinstance(warmup_steps, jax.core.Tracer):
         _checks.check_int("warmup_steps", warmup_steps, low=1)
+    if callable(learning_rate):  # a schedule, multiplied by a linear warmup from 0 to 1
+        warmup = optax.linear_schedule(0.0, 1.0, warmup_steps)
+        return lambda count: warmup(count) * learning_rate(count)
     return optax.warmup_constant_schedule(0.0, learning_rate, warmup_steps)
 
 
@@ -215,7 +217,9 @@ def schedule_free_sgd(
        y_t = (1-β_1) z_t + β_1 x_t,\quad z_{t+1} = z_t - γ_t(\nabla f(y_t) + λ y_t),\quad
        x_{t+1} = (1-c_{t+1}) x_t + c_{t+1} z_{t+1}
 
-    :math:`γ_t` = ``learning_rate`` after a linear warmup from 0 over ``warmup_steps``;
+    :math:`γ_t` = ``learning_rate`` after a linear warmup from 0 over ``warmup_steps`` (a
+    number, as optax's, or a schedule, which the warmup multiplies; Schedule-Free is meant
+    for a constant rate, but a decay can help settle on hard problems);
     :math:`c_{t+1}` as in :func:`schedule_free_iterates`; λ = ``weight_decay`` (multiplied
     by the learning rate). State: z, 1 × params. Evaluate at
     :func:`schedule_free_eval_params`.

@@ -225,3 +225,15 @@ def test_wrapper_bad_base_and_missing_params():
     params = make_params(0)
     with pytest.raises(ValueError, match="needs params"):
         opt.update(params, opt.init(params))
+
+
+@pytest.mark.parametrize("name", ["schedule_free_sgd", "schedule_free_adamw"])
+def test_schedule_learning_rate_with_warmup(name):
+    """A schedule is accepted (as annotated) and the warmup multiplies it: a constant
+    schedule gives the trajectory of the constant rate."""
+    params = make_params(0)
+    factory = getattr(sf, name)
+    const = run(factory(learning_rate=0.05, warmup_steps=10), params, 30)[-1]
+    sched = run(factory(learning_rate=optax.constant_schedule(0.05), warmup_steps=10),
+                params, 30)[-1]
+    assert_trees_close(sched, const, rtol=1e-5, atol=1e-6)
