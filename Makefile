@@ -27,7 +27,8 @@ demo: $(VENV)/.installed
 # optax's own tests, shipped in its wheel, run with optlab's optimizers substituted
 # (tests/optax_suite/shim.py says how; nothing of optax's test code is copied).
 OPTAX_SUITE := optax._src.alias_test optax._src.float64_test optax._src.sharding_test \
-  optax.schedules._schedule_test optax.contrib._common_test optax.contrib._sam_test
+  optax.schedules._schedule_test optax.contrib._common_test optax.contrib._sam_test \
+  optax.contrib._muon_test optax.contrib._schedule_free_test
 
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check optlab tests benchmarks

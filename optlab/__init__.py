@@ -15,7 +15,22 @@ Every optimizer is an ``optax.GradientTransformation`` built from a small vocabu
 ...                     optlab.scale_by_learning_rate(1e-3))
 """
 
-from optlab import lipschitz, schedules
+from optlab import (
+    adam_variants,
+    covers,
+    curvature,
+    kronecker,
+    layerwise,
+    lipschitz,
+    optimistic,
+    orthogonal,
+    parameter_free,
+    polyak,
+    quasi_newton,
+    resilient,
+    schedule_free,
+    schedules,
+)
 from optlab.accumulators import (
     debias,
     ema,
@@ -28,6 +43,20 @@ from optlab.accumulators import (
     sum_of_squares,
     trace,
 )
+from optlab.adam_variants import (
+    acprop,
+    adabelief,
+    adamaxw,
+    adan,
+    ademamix,
+    ademamix_alpha_warmup,
+    ademamix_b3_warmup,
+    adopt,
+    madgrad,
+    nadamw,
+    simplified_ademamix,
+    yogi,
+)
 from optlab.combiners import (
     bounded_ratio,
     ratio,
@@ -37,7 +66,28 @@ from optlab.combiners import (
     sign_agreement,
     sign_of,
 )
+from optlab.covers import (
+    sm3,
+)
+from optlab.curvature import (
+    sophia,
+)
+from optlab.kronecker import (
+    shampoo,
+    soap,
+)
+from optlab.layerwise import (
+    fromage,
+    lamb,
+    lars,
+    novograd,
+)
 from optlab.lipschitz import lipschitz_sgd, scale_by_lipschitz
+from optlab.optimistic import (
+    optimistic_adam,
+    optimistic_adam_v2,
+    optimistic_gradient_descent,
+)
 from optlab.optimizers import (
     adabound,
     adadelta,
@@ -60,20 +110,61 @@ from optlab.optimizers import (
     sign_sgd,
     signum,
 )
+from optlab.orthogonal import (
+    muon,
+)
+from optlab.parameter_free import (
+    cocob,
+    dadapt_adamw,
+    dog,
+    dowg,
+    prodigy,
+)
+from optlab.polyak import (
+    momo,
+    momo_adam,
+    polyak_sgd,
+)
+from optlab.quasi_newton import (
+    lbfgs,
+)
 from optlab.regularizers import (
     decoupled_weight_decay,
     gradient_noise,
     l2_penalty,
     scale_by_learning_rate,
 )
+from optlab.resilient import (
+    rprop,
+)
+from optlab.schedule_free import (
+    schedule_free_adamw,
+    schedule_free_eval_params,
+    schedule_free_sgd,
+)
 from optlab.stream import GRAD, Primitive, StepState, Stream, chain, primitive
 
 __version__ = "0.1.0"
 
 OPTIMIZERS = (
-    "sgd", "sgdw", "noisy_sgd", "sign_sgd", "signum", "adagrad", "adadelta", "rmsprop",
-    "adam", "adamw", "nadam", "amsgrad", "adamax", "radam", "adabound", "amsbound",
-    "adafactor", "lion", "powersign", "addsign",
+    # SGD and sign descent
+    "sgd", "sgdw", "noisy_sgd", "sign_sgd", "signum", "lion", "powersign", "addsign", "rprop",
+    # per-coordinate adaptive
+    "adagrad", "adadelta", "rmsprop", "adafactor", "sm3",
+    # Adam and its variants
+    "adam", "adamw", "nadam", "nadamw", "amsgrad", "adamax", "adamaxw", "radam", "adabound",
+    "amsbound", "adabelief", "yogi", "adan", "adopt", "ademamix", "simplified_ademamix",
+    "acprop", "madgrad",
+    # layer-wise
+    "lamb", "lars", "fromage", "novograd",
+    # optimistic
+    "optimistic_gradient_descent", "optimistic_adam", "optimistic_adam_v2",
+    # step sizes from the loss, or free of tuning
+    "polyak_sgd", "momo", "momo_adam", "dog", "dowg", "prodigy", "dadapt_adamw", "cocob",
+    # schedule-free
+    "schedule_free_sgd", "schedule_free_adamw",
+    # curvature and matrix preconditioners
+    "sophia", "muon", "shampoo", "soap", "lbfgs",
 )
 
 __all__ = [
@@ -82,51 +173,100 @@ __all__ = [
     "Primitive",
     "StepState",
     "Stream",
+    "acprop",
+    "adabelief",
     "adabound",
     "adadelta",
     "adafactor",
     "adagrad",
     "adam",
+    "adam_variants",
     "adamax",
+    "adamaxw",
     "adamw",
+    "adan",
     "addsign",
+    "ademamix",
+    "ademamix_alpha_warmup",
+    "ademamix_b3_warmup",
+    "adopt",
     "amsbound",
     "amsgrad",
     "bounded_ratio",
     "chain",
+    "cocob",
+    "covers",
+    "curvature",
+    "dadapt_adamw",
     "debias",
     "decoupled_weight_decay",
+    "dog",
+    "dowg",
     "ema",
     "ema_of_abs_max",
     "ema_of_cube",
     "ema_of_square",
     "factored_ema_of_square",
+    "fromage",
     "gradient_noise",
+    "kronecker",
     "l2_penalty",
+    "lamb",
+    "lars",
+    "layerwise",
+    "lbfgs",
     "lion",
     "lipschitz",
     "lipschitz_sgd",
+    "madgrad",
+    "momo",
+    "momo_adam",
+    "muon",
     "nadam",
     "nadam_momentum",
+    "nadamw",
     "noisy_sgd",
+    "novograd",
+    "optimistic",
+    "optimistic_adam",
+    "optimistic_adam_v2",
+    "optimistic_gradient_descent",
+    "orthogonal",
+    "parameter_free",
+    "polyak",
+    "polyak_sgd",
     "powersign",
     "primitive",
+    "prodigy",
+    "quasi_newton",
     "radam",
     "ratio",
     "rectified_ratio",
+    "resilient",
     "rms_ratio",
     "rmsprop",
+    "rprop",
     "running_max",
     "scale_by_learning_rate",
     "scale_by_lipschitz",
+    "schedule_free",
+    "schedule_free_adamw",
+    "schedule_free_eval_params",
+    "schedule_free_sgd",
     "schedules",
     "select",
     "sgd",
     "sgdw",
+    "shampoo",
     "sign_agreement",
     "sign_of",
     "sign_sgd",
     "signum",
+    "simplified_ademamix",
+    "sm3",
+    "soap",
+    "sophia",
     "sum_of_squares",
     "trace",
+    "yogi",
 ]

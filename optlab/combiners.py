@@ -22,6 +22,7 @@ from optlab.stream import (
     as_stream,
     cast_like,
     increment,
+    own_copy,
     per_dtype,
     primitive,
     scalar_as,
@@ -312,12 +313,6 @@ def rectified_ratio(
     return _combiner(combine, counted=True, who="rectified_ratio")
 
 
-def _own_copy(p: Any) -> Any:
-    """A copy of a param in its own buffer (params and state may both be donated); an abstract
-    param (``jax.ShapeDtypeStruct``) is its own abstract copy."""
-    return p if isinstance(p, jax.ShapeDtypeStruct) else jnp.copy(p)
-
-
 def dual_averaging(
     sum_name: str = "s",
     scale_name: str = "grad_sum_sq",
@@ -343,7 +338,7 @@ def dual_averaging(
     _checks.check_nonnegative("eps", eps)
 
     def init_fn(params):
-        return {"x0": tree_map(_own_copy, params)}
+        return {"x0": tree_map(own_copy, params)}
 
     def update_fn(updates, state, params, count, **extra):
         del count, extra

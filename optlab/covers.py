@@ -9,7 +9,6 @@ give. For a d₁ × d₂ matrix that is d₁ + d₂ numbers instead of d₁·d�
 A vector is covered by its coordinates (the accumulator is Adagrad's) and so is a scalar.
 """
 
-from __future__ import annotations
 
 import functools
 from typing import Any

@@ -15,7 +15,6 @@ Vocabulary added here:
 * :func:`clipped_ratio` — :math:`\mathrm{clip}(m / \max(γh, ε), ±ρ)`.
 """
 
-from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any

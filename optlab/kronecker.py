@@ -25,7 +25,6 @@ Shampoo, plain Adam for SOAP).
 Factors, roots and bases are stored in at least float32 (in the params' dtype if wider).
 """
 
-from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, Literal

@@ -11,7 +11,6 @@ and the optimizers LAMB, LARS, Fromage and NovoGrad are chains of them with the 
 vocabulary (Adam's moments, weight decay, momentum, learning-rate scaling).
 """
 
-from __future__ import annotations
 
 from typing import Any
 

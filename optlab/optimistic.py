@@ -11,8 +11,8 @@ of a statistic, and :func:`extrapolation`, the combiner above. With x = g it is 
 gradient descent; with x the Adam direction m̂/(√v̂ + ε) it is Optimistic Adam.
 """
 
-from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import jax.numpy as jnp
@@ -191,8 +191,11 @@ def optimistic_adam(
     with r the Adam direction of :func:`optimistic_adam_v2`; i.e. ``optimistic_adam_v2`` with
     learning rate 1, α = η and β = o. ``learning_rate`` must be a constant (optax's
     restriction: it enters the extrapolation, not a final scaling); optax deprecates this
-    interface in favour of :func:`optimistic_adam_v2`.
+    interface in favour of :func:`optimistic_adam_v2`, and so does this one (the same
+    ``DeprecationWarning``, so code that filters optax's warning filters ours).
     """
+    warnings.warn("`optimistic_adam` is deprecated, please use `optimistic_adam_v2` instead.",
+                  category=DeprecationWarning, stacklevel=2)
     if callable(learning_rate):
         raise ValueError("learning_rate must be a constant in optimistic_adam (it is the α of "
                          "the extrapolation); use optimistic_adam_v2 for a schedule")

@@ -15,7 +15,6 @@ Higher-rank leaves take optax's ``MuonDimensionNumbers``: the reduction and outp
 the matrix, every other axis is a batch axis orthogonalised independently.
 """
 
-from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence

@@ -27,7 +27,6 @@ params, as optax does. Notation: g gradient, θ params, θ₀ initial params, t 
 η the learning-rate schedule (a multiplier, 1 by default).
 """
 
-from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, Literal
@@ -48,8 +47,11 @@ from optlab.stream import (
     cast_like,
     chain,
     increment,
+    lowest_dtype,
+    own_copy,
     primitive,
     scalar_as,
+    tree_inner,
     tree_map,
     zeros_like,
 )
@@ -84,7 +86,7 @@ __all__ = [
 
 def _scalar_dtype(params: Any) -> Any:
     """optax's dtype for scalar statistics: the lowest-precision dtype of the params."""
-    return optax.tree.dtype(params, "lowest")
+    return lowest_dtype(params)
 
 
 def _need_params(params: Any, who: str) -> None:
@@ -123,7 +125,7 @@ def initial_params(name: str = "init_params") -> Primitive:
     """
 
     def init_fn(params):
-        return {name: tree_map(jnp.copy, params)}
+        return {name: tree_map(own_copy, params)}
 
     def update_fn(updates, state, params, count, **extra):
         del params, count, extra
@@ -149,8 +151,12 @@ def max_distance(
     """
 
     def init_fn(params):
+        dtype = _scalar_dtype(params)
+        if callable(initial_value) and any(isinstance(x, jax.ShapeDtypeStruct)
+                                           for x in jax.tree.leaves(params)):
+            return {name: jax.ShapeDtypeStruct((), dtype)}  # abstract init: r_ε reads values
         r0 = initial_value(params) if callable(initial_value) else initial_value
-        return {name: jnp.asarray(r0, _scalar_dtype(params))}
+        return {name: jnp.asarray(r0, dtype)}
 
     def update_fn(updates, state, params, count, **extra):
         del count, extra
@@ -268,7 +274,7 @@ def prodigy_estimate(
         sched = _checks.resolve(learning_rate, count)
         dlr = jnp.asarray(d * sched * _adam_correction(beta1, beta2, increment(count)), d.dtype)
         dg = tree_map(lambda x: _scale(d, x), g)
-        numerator = optax.tree.vdot(g, optax.tree.sub(stream[anchor], params))
+        numerator = tree_inner(g, optax.tree.sub(stream[anchor], params))
         weight = d / estim_lr0 if safeguard_warmup else dlr / estim_lr0
         grad_sum = tree_map(lambda s, x: _scale(beta3, s) + _scale(weight, x),
                             state["grad_sum"], dg)
@@ -323,7 +329,7 @@ def dadapt_estimate(
         dlr = (d * sched * _adam_correction(beta1, beta2, increment(count))).astype(r.dtype)
         weighted = tree_map(lambda s, v: s / (jnp.sqrt(v) + scalar_as(eps, v)), s,
                             state["exp_avg_sq"])
-        numerator = optax.tree.vdot(g, weighted)
+        numerator = tree_inner(g, weighted)
         stream, v = second_moment.step_update(stream, {"exp_avg_sq": state["exp_avg_sq"]},
                                               params, count)
         s = tree_map(lambda s, x: _scale(b, s) + _scale((1 - b) * dlr, x), s, g)

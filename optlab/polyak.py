@@ -16,7 +16,6 @@ Vocabulary added here:
 Notation: f the loss value passed as ``value``, g gradient, θ params, t step (1 first).
 """
 
-from __future__ import annotations
 
 from typing import Any
 
@@ -36,8 +35,10 @@ from optlab.stream import (
     chain,
     expect_plain,
     increment,
+    lowest_dtype,
     primitive,
     scalar_as,
+    tree_inner,
     tree_map,
 )
 
@@ -74,7 +75,7 @@ def _empty_init(params: Any) -> optax.EmptyState:
 
 
 def _scalar_dtype(params: Any) -> Any:
-    return optax.tree.dtype(params, "lowest")
+    return lowest_dtype(params)
 
 
 # ------------------------------------------------------------------------------------------
@@ -178,7 +179,7 @@ def ema_of_inner_product(name: str, decay: ScalarOrSchedule, *, source: str = GR
 
     def read(stream, params, extra):
         _need_params(params, "ema_of_inner_product")
-        return optax.tree.vdot(stream[source], params)
+        return tree_inner(stream[source], params)
 
     return _scalar_ema(name, decay, read, "ema_of_inner_product")
 
@@ -238,8 +239,8 @@ def momentum_model_step(
             direction = tree_map(
                 lambda m, v: m / (jnp.sqrt(v / scalar_as(bc2, v)) + scalar_as(eps, v)),
                 d, stream[second_moment])
-        sq_norm = optax.tree.vdot(d, direction)
-        iprod = optax.tree.vdot(d, params)
+        sq_norm = tree_inner(d, direction)
+        iprod = tree_inner(d, params)
         if adapt_lower_bound:
             cap = c * (barf - gamma) + iprod
             lb = jnp.where(cap < c * bc1 * lb, jnp.maximum(cap / (2 * bc1 * c), lower_bound), lb)

@@ -43,6 +43,7 @@ from optlab.stream import (
     chain,
     check_same_structure,
     primitive,
+    tree_inner,
     tree_map,
     zeros_like,
 )
@@ -87,31 +88,6 @@ class SecantMemory(NamedTuple):
     yy: jax.Array
 
 
-def _leaf_inner(a: jax.Array, b: jax.Array) -> jax.Array:
-    """⟨a, b⟩ = Σ conj(a)·b over all axes, as one contraction (no flattening).
-
-    A contraction rather than ``sum(a * b)``: it rounds exactly as optax's ``tree.vdot``, which
-    the L-BFGS trajectory (through the line search's accept/reject decisions) is sensitive to.
-    On a mesh with explicit axes the contraction of sharded axes needs its output sharding
-    named: replicated (optax's ``tree.vdot`` ravels instead on JAX ≥ 0.10, where its version
-    check compares strings, and fails on explicitly sharded leaves).
-    """
-    if jnp.iscomplexobj(a):
-        a = jnp.conj(a)
-    mesh = jax.typeof(a).sharding.mesh
-    explicit = jax.sharding.AxisType.Explicit in getattr(mesh, "axis_types", ())
-    out_sharding = jax.sharding.NamedSharding(mesh, jax.P()) if explicit else None
-    return jnp.tensordot(a, b, a.ndim, precision=jax.lax.Precision.HIGHEST,
-                         out_sharding=out_sharding)
-
-
-def _inner(x: Any, y: Any) -> jax.Array:
-    """Re⟨x, y⟩ summed over the leaves of two trees."""
-    parts = [_leaf_inner(a, b) for a, b in zip(jax.tree.leaves(x), jax.tree.leaves(y),
-                                                 strict=True)]
-    return jnp.real(sum(parts[1:], parts[0])) if parts else jnp.zeros([])
-
-
 def _tree_where(cond: jax.Array, tree: Any) -> Any:
     return tree_map(lambda x: jnp.where(cond, x, jnp.zeros_like(x)), tree)
 
@@ -154,7 +130,7 @@ def secant_memory(name: str = "memory", memory_size: int = 10) -> Primitive:
         started = count > 0
         s = tree_map(jnp.subtract, params, state.params)
         y = tree_map(jnp.subtract, g, state.updates)
-        sy = _inner(y, s)
+        sy = tree_inner(y, s)
         rho = jnp.where(sy == 0.0, 0.0, 1.0 / sy)
         s, y, rho, sy = _tree_where(started, (s, y, rho, sy))
         slot = (count - 1) % memory_size
@@ -209,13 +185,13 @@ def two_loop_recursion(memory: str = "memory", *, scale_init_precond: bool = Tru
 
         def newest_to_oldest(q, i):
             s_i, y_i = pair(i)
-            alpha = mem.rho[i] * _inner(s_i, q)
+            alpha = mem.rho[i] * tree_inner(s_i, q)
             return cast_like(tree_map(lambda q, y: q - alpha * y, q, y_i), q), alpha
 
         def oldest_to_newest(r, i_alpha):
             i, alpha = i_alpha
             s_i, y_i = pair(i)
-            beta = mem.rho[i] * _inner(y_i, r)
+            beta = mem.rho[i] * tree_inner(y_i, r)
             return cast_like(tree_map(lambda r, s: r + (alpha - beta) * s, r, s_i), r), beta
 
         q, alphas = jax.lax.scan(newest_to_oldest, g, order, reverse=True)

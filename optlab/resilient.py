@@ -7,7 +7,6 @@ against the sign of the gradient. This module has the variant without weight bac
 iRprop⁻ (Igel & Hüsken 2003), which ``torch.optim.Rprop`` and ``optax.rprop`` implement.
 """
 
-from __future__ import annotations
 
 from typing import Any
 

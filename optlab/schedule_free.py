@@ -41,6 +41,8 @@ from optlab.stream import (
     check_same_structure,
     expect_plain,
     increment,
+    lowest_dtype,
+    own_copy,
     primitive,
     tree_map,
 )
@@ -111,13 +113,13 @@ def schedule_free_iterates(
     _checks.check_number("weight_lr_power", weight_lr_power)
 
     def init_fn(params):
-        dtype = optax.tree.dtype(params, "lowest")
+        dtype = lowest_dtype(params)
         z = params if state_dtype is None else optax.tree.cast(params, state_dtype)
         return ScheduleFreeState(
             b1=jnp.asarray(b1, dtype=dtype),
             weight_sum=jnp.zeros([], dtype=dtype),
             max_lr=jnp.zeros([], dtype=dtype),
-            z=tree_map(lambda x: x.copy(), z),  # a distinct buffer: params and z can be donated
+            z=tree_map(own_copy, z),  # a distinct buffer: params and z can be donated
         )
 
     def update_fn(updates, state, params, count, **extra):

@@ -160,6 +160,43 @@ def cast_like(tree: Any, reference: Any) -> Any:
     return tree_map(lambda x, r: x if x.dtype == r.dtype else x.astype(r.dtype), tree, reference)
 
 
+def _leaf_inner(a: jax.Array, b: jax.Array) -> jax.Array:
+    """⟨a, b⟩ = Σ conj(a)·b over all axes, as one contraction (no flattening).
+
+    A contraction rather than ``sum(a * b)``: it rounds exactly as optax's ``tree.vdot``, which
+    the L-BFGS trajectory (through the line search's accept/reject decisions) is sensitive to.
+    On a mesh with explicit axes the contraction of sharded axes needs its output sharding
+    named: replicated (optax's ``tree.vdot`` ravels instead on JAX ≥ 0.10, where its version
+    check compares strings, and fails on explicitly sharded leaves).
+    """
+    if jnp.iscomplexobj(a):
+        a = jnp.conj(a)
+    mesh = jax.typeof(a).sharding.mesh
+    explicit = jax.sharding.AxisType.Explicit in getattr(mesh, "axis_types", ())
+    out_sharding = jax.sharding.NamedSharding(mesh, jax.P()) if explicit else None
+    return jnp.tensordot(a, b, a.ndim, precision=jax.lax.Precision.HIGHEST,
+                         out_sharding=out_sharding)
+
+
+def tree_inner(x: Any, y: Any) -> jax.Array:
+    """Re⟨x, y⟩ summed over the leaves of two trees (each leaf: :func:`_leaf_inner`)."""
+    parts = [_leaf_inner(a, b) for a, b in zip(jax.tree.leaves(x), jax.tree.leaves(y),
+                                                 strict=True)]
+    return jnp.real(sum(parts[1:], parts[0])) if parts else jnp.zeros([])
+
+
+def lowest_dtype(tree: Any) -> Any:
+    """``optax.tree.dtype(tree, "lowest")``, also for abstract leaves (``ShapeDtypeStruct``):
+    the dtype of scalar statistics in optax's step-size estimators."""
+    return optax.tree.dtype(jax.tree.map(lambda x: jnp.zeros((), x.dtype), tree), "lowest")
+
+
+def own_copy(x: Any) -> Any:
+    """A copy of an array in its own buffer (params and a state holding a copy of them may
+    both be donated); an abstract array (``jax.ShapeDtypeStruct``) is its own abstract copy."""
+    return x if isinstance(x, jax.ShapeDtypeStruct) else jnp.copy(x)
+
+
 def zeros_like(tree: Any, dtype: Any = None, fill: Any = 0.0) -> Any:
     """A tree of ``fill`` with the shape, dtype (or ``dtype``) *and sharding* of ``tree``.
 

@@ -18,7 +18,7 @@ import optax
 import optax.contrib
 import pytest
 
-from optlab import optimizers as O  # noqa: N812
+from optlab import adam_variants as O  # noqa: N812
 from optlab import schedules
 from tests.conftest import assert_trees_close, make_params, run
 from tests.test_convergence import PROBLEMS
