@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from step_time import EXTRA_ARGS, OPTIMIZERS, REFERENCE
 
 import optlab
 
@@ -44,7 +45,24 @@ def make_tree(leaves: int) -> dict[str, jax.Array]:
 
 
 def build(lib, name: str) -> optax.GradientTransformation:
-    return getattr(lib, name)(1e-3)
+    """The optimizer from ``lib`` with step_time's settings (optax: the reference optimizer
+    where optax has no counterpart, see step_time.REFERENCE)."""
+    return OPTIMIZERS[name](lib)
+
+
+def _loss(params) -> jax.Array:
+    return 0.5 * sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(params))
+
+
+def update_fn(tx: optax.GradientTransformation, name: str):
+    """``tx.update`` with the extra arguments the optimizer reads (step_time.EXTRA_ARGS)."""
+    names = EXTRA_ARGS.get(name, ())
+
+    def update(grads, state, params):
+        values = {"value": _loss(params), "grad": grads, "value_fn": _loss, "obj_fn": _loss}
+        return tx.update(grads, state, params, **{k: values[k] for k in names})
+
+    return update
 
 
 def trace_and_compile(lib, name: str, params) -> tuple[float, float]:
@@ -52,7 +70,7 @@ def trace_and_compile(lib, name: str, params) -> tuple[float, float]:
     # caches, keyed by the function, are never hit.
     tx = build(lib, name)
     state = tx.init(params)
-    jitted = jax.jit(tx.update)
+    jitted = jax.jit(update_fn(tx, name))
     start = time.perf_counter()
     traced = jitted.trace(params, state, params)
     mid = time.perf_counter()
@@ -61,8 +79,9 @@ def trace_and_compile(lib, name: str, params) -> tuple[float, float]:
     return mid - start, end - mid
 
 
-def equations(tx: optax.GradientTransformation, params) -> int:
-    return len(jax.make_jaxpr(tx.update)(params, tx.init(params), params).jaxpr.eqns)
+def equations(tx: optax.GradientTransformation, name: str, params) -> int:
+    return len(jax.make_jaxpr(update_fn(tx, name))(params, tx.init(params),
+                                                    params).jaxpr.eqns)
 
 
 def bootstrap_ratio(a: list[float], b: list[float], rounds: int = 2000) -> tuple[float, float]:
@@ -86,7 +105,8 @@ def measure(name: str, leaves: int, reps: int) -> dict[str, float]:
             times[k].append(trace_and_compile(libs[k], name, params))
     total = {k: [t + c for t, c in v] for k, v in times.items()}
     small = make_tree(leaves // 2)
-    eq = {k: (equations(build(lib, name), params), equations(build(lib, name), small))
+    eq = {k: (equations(build(lib, name), name, params),
+              equations(build(lib, name), name, small))
           for k, lib in libs.items()}
     lo, hi = bootstrap_ratio(total["optlab"], total["optax"])
     return {
@@ -108,25 +128,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--leaves", type=int, default=500, help="parameter leaves (default 500)")
     parser.add_argument("--reps", type=int, default=11, help="repetitions (default 11)")
     parser.add_argument("--optimizers", default=",".join(DEFAULT_OPTIMIZERS),
-                        help=f"comma-separated names (default {','.join(DEFAULT_OPTIMIZERS)})")
+                        help=f"comma-separated names or 'all' (default "
+                        f"{','.join(DEFAULT_OPTIMIZERS)}); without an optax counterpart the "
+                        f"reference is step_time.REFERENCE's ({REFERENCE})")
     parser.add_argument("--quick", action="store_true", help="100 leaves, 3 reps: smoke test")
     args = parser.parse_args(argv)
     if args.leaves < 2:
         parser.error(f"--leaves must be >= 2, got {args.leaves}")
     if args.reps < 1:
         parser.error(f"--reps must be >= 1, got {args.reps}")
-    names = [n for n in args.optimizers.split(",") if n]
+    names = list(OPTIMIZERS) if args.optimizers == "all" else \
+        [n for n in args.optimizers.split(",") if n]
     for n in names:
-        if not (hasattr(optlab, n) and hasattr(optax, n)):
-            parser.error(f"--optimizers: {n!r} is not an optimizer of both optlab and optax")
+        if n not in OPTIMIZERS:
+            parser.error(f"--optimizers: {n!r} is not an optlab optimizer")
     leaves, reps = (100, 3) if args.quick else (args.leaves, args.reps)
     print(f"jax {jax.__version__}, optax {optax.__version__}, {jax.devices()[0].platform}, "
           f"{leaves} leaves, {reps} reps")
-    print(f"{'optimizer':<10} {'trace+compile optlab/optax':>27} {'trace':>7} {'compile':>8} "
+    print(f"{'optimizer':<28} {'trace+compile optlab/optax':>27} {'trace':>7} {'compile':>8} "
           f"{'optax s':>8} {'eqns optlab/optax':>18} {'per leaf':>10}")
     for n in names:
         r = measure(n, leaves, reps)
-        print(f"{n:<10} {r['ratio']:>9.3f} [{r['lo']:.3f}, {r['hi']:.3f}]    "
+        print(f"{n:<28} {r['ratio']:>9.3f} [{r['lo']:.3f}, {r['hi']:.3f}]    "
               f"{r['trace_ratio']:>7.3f} {r['compile_ratio']:>8.3f} {r['optax_s']:>8.3f} "
               f"{r['eqns_optlab']:>8d} / {r['eqns_optax']:<8d} "
               f"{r['per_leaf_optlab']:>4.1f} / {r['per_leaf_optax']:.1f}")

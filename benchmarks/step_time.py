@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gc
+import inspect
 import json
 import os
 import platform
@@ -68,17 +69,42 @@ LEARNING_RATE = 1e-3
 RATIO_TARGET = 1.05
 ROOFLINE_TARGET = 0.85
 
+# Optimizers without an optax counterpart, timed against the optax optimizer of the same
+# state (the ratio is then their cost relative to it, not a parity target).
+REFERENCE = {"sgdw": "sgd", "powersign": "signum", "addsign": "signum", "adabound": "adam",
+             "amsbound": "amsgrad", "shampoo": "adam", "soap": "adam"}
+# Optimizers that read optax's extra arguments: the timed step passes them (a loss 0.5‖θ‖²,
+# computed in the step for both libraries alike).
+EXTRA_ARGS = {"polyak_sgd": ("value",), "momo": ("value",), "momo_adam": ("value",),
+              "sophia": ("obj_fn",), "lbfgs": ("value", "grad", "value_fn")}
+DEFAULT_SET = ("adam", "amsgrad", "adamw", "nadam", "lion", "rmsprop", "sgd")
+
+
+def _optax_fn(name: str) -> Callable[..., optax.GradientTransformation]:
+    name = REFERENCE.get(name, name)
+    return getattr(optax, name, None) or getattr(optax.contrib, name)
+
+
+def _builder(name: str) -> Callable[[Any], optax.GradientTransformation]:
+    """``lib -> transform`` for the library module (optlab or optax): each library's
+    defaults (which coincide, see the parity tests), learning rate LEARNING_RATE where the
+    optimizer takes one, SGD with momentum 0.9."""
+
+    def build(lib: Any) -> optax.GradientTransformation:
+        fn = getattr(optlab, name) if lib is optlab else _optax_fn(name)
+        kwargs = {"momentum": 0.9} if REFERENCE.get(name, name) == "sgd" else {}
+        if "learning_rate" in inspect.signature(fn).parameters:
+            kwargs["learning_rate"] = LEARNING_RATE
+        if name == "noisy_sgd" and lib is not optlab:
+            kwargs["key"] = jax.random.key(0)
+        return fn(**kwargs)
+
+    return build
+
+
 # name -> function of the library module (optlab or optax) returning the transformation.
-# The hyperparameters are each library's defaults, which coincide (see test_optax_parity).
 OPTIMIZERS: dict[str, Callable[[Any], optax.GradientTransformation]] = {
-    "adam": lambda lib: lib.adam(LEARNING_RATE),
-    "amsgrad": lambda lib: lib.amsgrad(LEARNING_RATE),
-    "adamw": lambda lib: lib.adamw(LEARNING_RATE),
-    "nadam": lambda lib: lib.nadam(LEARNING_RATE),
-    "lion": lambda lib: lib.lion(LEARNING_RATE),
-    "rmsprop": lambda lib: lib.rmsprop(LEARNING_RATE),
-    "sgd": lambda lib: lib.sgd(LEARNING_RATE, momentum=0.9),
-}
+    name: _builder(name) for name in optlab.OPTIMIZERS}
 
 # optlab-only state check: optimizer -> number of param-sized trees its formula needs.
 STATE_TARGETS: dict[str, tuple[Callable[[], optax.GradientTransformation], int]] = {
@@ -119,7 +145,7 @@ def to_device(tree: PyTree) -> PyTree:
 def tree_nbytes(tree: PyTree) -> int:
     """Sum of the byte sizes of the array leaves (works on arrays and ShapeDtypeStructs)."""
     return sum(
-        int(np.prod(leaf.shape)) * np.dtype(leaf.dtype).itemsize for leaf in jax.tree.leaves(tree)
+        int(np.prod(leaf.shape)) * leaf.dtype.itemsize for leaf in jax.tree.leaves(tree)
     )
 
 
@@ -128,12 +154,24 @@ def tree_size(tree: PyTree) -> int:
     return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(tree))
 
 
-def make_step(tx: optax.GradientTransformation) -> Step:
+def _loss(params: PyTree) -> jax.Array:
+    return 0.5 * sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(params))
+
+
+def make_step(tx: optax.GradientTransformation, extra: Sequence[str] = ()) -> Step:
     def step(params: PyTree, state: PyTree, grads: PyTree) -> tuple[PyTree, PyTree]:
-        updates, state = tx.update(grads, state, params)
+        values = {"value": _loss(params), "grad": grads, "value_fn": _loss, "obj_fn": _loss}
+        updates, state = tx.update(grads, state, params, **{k: values[k] for k in extra})
         return optax.apply_updates(params, updates), state
 
     return step
+
+
+def own_buffers(tree: PyTree) -> PyTree:
+    """A copy of a state in buffers of its own: optax's dog, dowg, prodigy, cocob, madgrad and
+    lbfgs keep the params (or one zeros buffer twice) in their state, which a step donating
+    both params and state refuses."""
+    return jax.tree.map(lambda x: jnp.array(x, copy=True), tree)
 
 
 def negate_tree(tree: PyTree) -> PyTree:
@@ -322,12 +360,13 @@ def bench_one(name: str, n: int, reps: int, warmup: int, rounds: int, seed: int)
 
         def setup(tx: optax.GradientTransformation = tx) -> tuple[PyTree, PyTree]:
             p = to_device(params)
-            return p, tx.init(p)
+            return p, own_buffers(tx.init(p))
 
         p, state = setup()
         state_bytes[label] = tree_nbytes(state)
         scalars[label] = sum(1 for leaf in jax.tree.leaves(state) if leaf.shape == ())
-        compiled[label] = compile_donated(make_step(tx), p, state, grads, donate=(0, 1))
+        compiled[label] = compile_donated(make_step(tx, EXTRA_ARGS.get(name, ())), p, state,
+                                          grads, donate=(0, 1))
         runners[label] = Runner(compiled[label].fn, setup, (grads,))
     # The A/A (null) comparison: the same optax executable again, on buffers of its own.
     runners["optax_aa"] = Runner(compiled["optax"].fn, runners["optax"].setup, (grads,))
@@ -421,6 +460,32 @@ def hlo_table(results: Sequence[Result]) -> str:
     return "\n".join(lines)
 
 
+def zoo_state_bytes(name: str, n: int = 1_000_000) -> tuple[float, float | None]:
+    """State bytes per parameter of optlab's and optax's ``name`` (None where optax has no
+    counterpart), from ``eval_shape`` (no allocation)."""
+    params = jax.eval_shape(lambda: make_params(n))
+    n_params = tree_size(params)
+    ours = tree_nbytes(jax.eval_shape(OPTIMIZERS[name](optlab).init, params)) / n_params
+    if name in REFERENCE:
+        return ours, None
+    theirs = tree_nbytes(jax.eval_shape(OPTIMIZERS[name](optax).init, params)) / n_params
+    return ours, theirs
+
+
+def zoo_state_table(n: int = 1_000_000) -> str:
+    """State bytes per parameter of every optimizer, optlab vs optax."""
+    lines = ["| optimizer | state B/param optlab | optax | optlab ≤ optax |", "|---|---|---|---|"]
+    for name in OPTIMIZERS:
+        ours, theirs = zoo_state_bytes(name, n)
+        if theirs is None:
+            lines.append(f"| {name} | {ours:.4f} | (none; {REFERENCE[name]}: "
+                         f"{zoo_state_bytes(REFERENCE[name], n)[1]:.4f}) | – |")
+        else:
+            lines.append(f"| {name} | {ours:.4f} | {theirs:.4f} "
+                         f"| {'yes' if ours <= theirs + 1e-9 else 'no ✗'} |")
+    return "\n".join(lines)
+
+
 def state_table(n: int = 1_000_000) -> str:
     """optlab's state against what each formula needs, from ``eval_shape`` (no allocation)."""
     params = jax.eval_shape(lambda: make_params(n))
@@ -496,8 +561,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--optimizers",
-        default=",".join(OPTIMIZERS),
-        help=f"comma-separated subset of {', '.join(OPTIMIZERS)}",
+        default=",".join(DEFAULT_SET),
+        help=f"comma-separated names, or 'all' (default: {','.join(DEFAULT_SET)}); "
+        f"any of {', '.join(OPTIMIZERS)}; shampoo and soap are timed against "
+        "optax's adam",
     )
     parser.add_argument(
         "--quick",
@@ -515,6 +582,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.sizes, args.reps, args.warmup, args.rounds = "1e4,1e5", 20, 2, 2
     args.size_list = [int(float(s)) for s in args.sizes.split(",") if s.strip()]
     args.optimizer_list = [s.strip() for s in args.optimizers.split(",") if s.strip()]
+    if args.optimizers == "all":
+        args.optimizer_list = list(OPTIMIZERS)
     unknown = sorted(set(args.optimizer_list) - set(OPTIMIZERS))
     if unknown:
         parser.error(f"unknown optimizers {unknown}; choose from {list(OPTIMIZERS)}")
@@ -551,6 +620,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(hlo_table(results))
     print("\n## optlab state vs formula\n")
     print(state_table())
+    print("\n## State bytes per parameter, every optimizer (1M params, eval_shape)\n")
+    print(zoo_state_table())
     if args.json:
         with open(args.json, "w") as f:
             json.dump(

@@ -33,10 +33,19 @@ def lipschitz_sgd(learning_rate: float = 1.0, momentum: float | None = None,
                                 max_learning_rate=max_learning_rate, scale=learning_rate)
 
 
+def polyak_sgd(learning_rate: float = 1.0, scaling: float = 1.0, f_min: float = 0.0,
+               eps: float = 0.0, variant: str = "sps"):
+    """SGD with the stochastic Polyak step min(η_max, (f − f*)/(c‖g‖² + ε)) (Loizou et al.
+    2021): --lr is its maximum step η_max (optax's max_learning_rate)."""
+    return optlab.polyak_sgd(max_learning_rate=learning_rate, scaling=scaling, f_min=f_min,
+                             eps=eps, variant=variant)
+
+
 OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
     **{name: getattr(optlab, name) for name in optlab.OPTIMIZERS},
     "momentum": momentum,
     "lipschitz_sgd": lipschitz_sgd,
+    "polyak_sgd": polyak_sgd,
 }
 
 # Schedules accepted by name; helpers that return step lists are not schedules.
