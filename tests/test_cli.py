@@ -74,6 +74,17 @@ def test_compare_on_a_dataset(tmp_path, capsys):
     assert (out / "curves.png").stat().st_size > 1000
 
 
+def test_compare_the_new_zoo_members(tmp_path, capsys):
+    """The issue's command: matrix preconditioners, schedule-free, a loss-reading optimizer."""
+    names = "muon,soap,shampoo,adamw,lion,schedule_free_adamw,polyak_sgd"
+    argv = ["compare", "--task", "mnist1d", "--optimizers", names, "--epochs", "1",
+            "--seeds", "1", "--lrs", "0.01", "--out", str(tmp_path / "cmp")]
+    assert cli.main(argv) == 0
+    rows = list(csv.DictReader((tmp_path / "cmp" / "summary.csv").open()))
+    assert [r["optimizer"] for r in rows] == names.split(",")
+    assert all(r["status"] == "ok" and float(r["test_accuracy_mean"]) > 0.15 for r in rows), rows
+
+
 def test_compare_on_synthetic_problems(tmp_path, capsys):
     assert cli.main(["compare", "--optimizers", "adam,momentum,powersign", "--task",
                      "rosenbrock,quadratic_deep", "--lrs", "1e-3,1e-2", "--steps", "50",

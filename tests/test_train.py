@@ -334,3 +334,19 @@ def test_schedule_free_is_evaluated_at_its_averaged_iterate():
     y_model = nnx.merge(result.graphdef, state["params"], state["rest"])
     y_loss, _ = classification_loss(y_model, jnp.asarray(data.x_val), jnp.asarray(data.y_val))
     assert abs(float(y_loss) - float(loss)) > 1e-6
+
+
+@pytest.mark.parametrize("name", sorted(set(optlab.OPTIMIZERS)))
+def test_every_optimizer_trains_by_name(name):
+    """Every zoo member trains in optlab.train by its registry name, the learning rate a
+    grid value (a traced scalar), with the extra arguments it reads passed by train."""
+    from tests.train_script import MLP, blobs
+
+    from optlab import registry
+
+    fn = registry.optimizer(name)
+    grid = {"learning_rate": [1e-2]} if "learning_rate" in registry.parameters(fn) else None
+    result = train(blobs(n=200), MLP, fn, hyperparams=grid, epochs=2, batch_size=40,
+                   progress=False)
+    loss = result.history["train_loss"][0]
+    assert not result.diverged[0] and np.isfinite(loss).all(), (name, loss)
