@@ -340,9 +340,8 @@ def test_schedule_free_is_evaluated_at_its_averaged_iterate():
 def test_every_optimizer_trains_by_name(name):
     """Every zoo member trains in optlab.train by its registry name, the learning rate a
     grid value (a traced scalar), with the extra arguments it reads passed by train."""
-    from tests.train_script import MLP, blobs
-
     from optlab import registry
+    from tests.train_script import MLP, blobs
 
     fn = registry.optimizer(name)
     grid = {"learning_rate": [1e-2]} if "learning_rate" in registry.parameters(fn) else None
