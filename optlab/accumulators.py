@@ -18,7 +18,6 @@ from typing import Any, Literal, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from optax import ScalarOrSchedule
 
 from optlab import _checks
@@ -29,6 +28,7 @@ from optlab.stream import (
     as_stream,
     cast_like,
     check_same_structure,
+    empty_init,
     increment,
     per_dtype,
     primitive,
@@ -56,11 +56,6 @@ __all__ = [
     "trace",
     "weighted_sum",
 ]
-
-
-def _empty_init(params):
-    del params
-    return optax.EmptyState()
 
 
 def _check_name(name: Any, arg: str = "name") -> None:
@@ -355,7 +350,7 @@ def mix(name: str, a: str, b: str, weight: ScalarOrSchedule) -> Primitive:
         out = tree_map(lambda x, y: x + w(x, y) * y, stream[a], stream[b])
         return stream.add(name, out), state
 
-    return primitive(_empty_init, update_fn, counted=callable(weight))
+    return primitive(empty_init, update_fn, counted=callable(weight))
 
 
 def normalized(
@@ -396,7 +391,7 @@ def normalized(
 
         return stream.add(name, tree_map(one, stream[source], stream[denominator])), state
 
-    return primitive(_empty_init, update_fn, counted=callable(clip))
+    return primitive(empty_init, update_fn, counted=callable(clip))
 
 
 # ------------------------------------------------------------------------------------------
@@ -579,7 +574,7 @@ def debias(name: str, decay: float, *, nesterov: bool = False, source: str = GRA
             out = tree_map(lambda x: x / bc(x), stream[name])
         return stream.replace(name, out), state
 
-    return primitive(_empty_init, update_fn, counted=True)
+    return primitive(empty_init, update_fn, counted=True)
 
 
 def ema_of_abs_max(name: str, decay: float, *, eps: float = 0.0, source: str = GRAD) -> Primitive:

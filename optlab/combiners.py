@@ -12,7 +12,6 @@ from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from optlab import _checks
 from optlab.stream import (
@@ -21,6 +20,7 @@ from optlab.stream import (
     abs_sq,
     as_stream,
     cast_like,
+    empty_init,
     increment,
     own_copy,
     per_dtype,
@@ -43,11 +43,6 @@ __all__ = [
 ]
 
 
-def _empty_init(params):
-    del params
-    return optax.EmptyState()
-
-
 def _combiner(combine, *, counted: bool = False, who: str) -> Primitive:
     """A stateless combiner: ``combine(stream, count) -> update tree``."""
 
@@ -55,7 +50,7 @@ def _combiner(combine, *, counted: bool = False, who: str) -> Primitive:
         del params, extra
         return combine(as_stream(updates, who), count), state
 
-    return primitive(_empty_init, update_fn, counted=counted)
+    return primitive(empty_init, update_fn, counted=counted)
 
 
 def _is_positive_constant(x: Any) -> bool:

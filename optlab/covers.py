@@ -30,16 +30,10 @@ from optlab.stream import (
     check_same_structure,
     primitive,
     tree_map,
+    tree_map_n,
 )
 
 __all__ = ["cover_sum_of_squares", "sm3"]
-
-
-class _PerLeaf:
-    """Several per-leaf results; not a pytree, so a tree map treats it as one leaf."""
-
-    def __init__(self, *values: Any):
-        self.values = values
 
 
 def _axis_zeros(p: Any, axis: int) -> jax.Array:
@@ -98,9 +92,7 @@ def cover_sum_of_squares(name: str = "mu") -> Primitive:
         expected = tree_map(lambda g: [0] * (g.ndim if g.ndim >= 2 else 1), grads)
         check_same_structure(mus, expected, "cover_sum_of_squares: the optimizer state",
                              "the updates (one accumulator per axis of each leaf)")
-        both = tree_map(lambda g, m: _PerLeaf(*one(g, m)), grads, mus)
-        nu = tree_map(lambda b: b.values[0], both)
-        new = tree_map(lambda b: b.values[1], both)
+        nu, new = tree_map_n(one, 2, grads, mus)
         return stream.add(name, nu), {name: cast_like(new, mus)}
 
     return primitive(init_fn, update_fn, counted=False)

@@ -44,6 +44,7 @@ from optlab.stream import (
     Primitive,
     as_stream,
     chain,
+    empty_init,
     increment,
     per_dtype,
     primitive,
@@ -349,12 +350,7 @@ def rotate(source: str = GRAD, basis: str = "Q", name: str = "g_rot") -> Primiti
         out = [_along_axes(v, q, transpose=True) for v, q in zip(leaves, qs, strict=True)]
         return stream.add(name, treedef.unflatten(out)), state
 
-    return primitive(_empty_init, update_fn, counted=False)
-
-
-def _empty_init(params):
-    del params
-    return optax.EmptyState()
+    return primitive(empty_init, update_fn, counted=False)
 
 
 def skip_first(source: str = GRAD, name: str = "g_skip") -> Primitive:
@@ -374,7 +370,7 @@ def skip_first(source: str = GRAD, name: str = "g_skip") -> Primitive:
         x = jax.tree.map(lambda v: jnp.where(keep, v, jnp.zeros_like(v)), stream[source])
         return stream.add(name, x), state
 
-    return primitive(_empty_init, update_fn, counted=True)
+    return primitive(empty_init, update_fn, counted=True)
 
 
 # ------------------------------------------------------------------------------------------
@@ -422,7 +418,7 @@ def kronecker_graft(
         out = [one(x, p, d) for x, p, d in zip(leaves, ps, ds, strict=True)]
         return treedef.unflatten(out), state
 
-    return primitive(_empty_init, update_fn, counted=False)
+    return primitive(empty_init, update_fn, counted=False)
 
 
 def rotated_ratio(
@@ -468,7 +464,7 @@ def rotated_ratio(
         out = [one(m, q, v) for m, q, v in zip(leaves, qs, vs, strict=True)]
         return treedef.unflatten(out), state
 
-    return primitive(_empty_init, update_fn, counted=True)
+    return primitive(empty_init, update_fn, counted=True)
 
 
 # ------------------------------------------------------------------------------------------

@@ -16,7 +16,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
 from optax import ScalarOrSchedule
 
 from optlab import _checks
@@ -30,6 +29,7 @@ from optlab.stream import (
     abs_sq,
     cast_like,
     check_same_structure,
+    empty_init,
     expect_plain,
     per_dtype,
     primitive,
@@ -46,11 +46,6 @@ __all__ = [
     "novograd",
     "trust_ratio",
 ]
-
-
-def _empty_init(params):
-    del params
-    return optax.EmptyState()
 
 
 def _needs_params(params: Any, updates: Any, who: str) -> None:
@@ -114,7 +109,7 @@ def trust_ratio(
         _needs_params(params, updates, "trust_ratio")
         return _apply_mask(mask, lambda u, p: tree_map(one, u, p), updates, params), state
 
-    return primitive(_empty_init, update_fn, counted=False)
+    return primitive(empty_init, update_fn, counted=False)
 
 
 def norm_preserving_step(learning_rate: ScalarOrSchedule) -> Primitive:
@@ -137,7 +132,7 @@ def norm_preserving_step(learning_rate: ScalarOrSchedule) -> Primitive:
         out = tree_map(lambda u, p: (a(u) * u + b(u) * p).astype(u.dtype), updates, params)
         return out, state
 
-    return primitive(_empty_init, update_fn, counted=callable(learning_rate))
+    return primitive(empty_init, update_fn, counted=callable(learning_rate))
 
 
 def ema_of_sq_norm(name: str, decay: float, *, source: str = GRAD) -> Primitive:

@@ -16,7 +16,6 @@ import warnings
 from typing import Any
 
 import jax.numpy as jnp
-import optax
 from optax import ScalarOrSchedule
 
 from optlab import _checks
@@ -24,7 +23,16 @@ from optlab.accumulators import _check_name, _read_source, ema, ema_of_square
 from optlab.combiners import ratio
 from optlab.optimizers import _check_args, chain
 from optlab.regularizers import scale_by_learning_rate
-from optlab.stream import GRAD, Primitive, as_stream, cast_like, per_dtype, primitive, tree_map
+from optlab.stream import (
+    GRAD,
+    Primitive,
+    as_stream,
+    cast_like,
+    empty_init,
+    per_dtype,
+    primitive,
+    tree_map,
+)
 from optlab.stream import zeros_like as _zeros_like
 
 __all__ = [
@@ -37,11 +45,6 @@ __all__ = [
 
 PREVIOUS = "previous_gradient"
 """optax's name for the remembered statistic (``ScaleByOptimisticGradientState``)."""
-
-
-def _empty_init(params):
-    del params
-    return optax.EmptyState()
 
 
 def _check_optimism(name: str, value: Any) -> None:
@@ -101,7 +104,7 @@ def extrapolation(
                        stream[current], stream[last])
         return out, state
 
-    return primitive(_empty_init, update_fn, counted=callable(alpha) or callable(beta))
+    return primitive(empty_init, update_fn, counted=callable(alpha) or callable(beta))
 
 
 # ------------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from optlab.stream import (
     Primitive,
     as_stream,
     chain,
+    empty_init,
     expect_plain,
     primitive,
     scalar_as,
@@ -197,11 +198,6 @@ def _per_leaf(fn: Callable[[jax.Array, MuonDimensionNumbers], jax.Array], tree: 
 # ------------------------------------------------------------------------------------------
 
 
-def _empty_init(params):
-    del params
-    return optax.EmptyState()
-
-
 def orthogonalize(
     source: str = "mu",
     ns_coeffs: Coeffs | Sequence[Coeffs] = NS_COEFFS["standard"],
@@ -243,7 +239,7 @@ def orthogonalize(
         x = as_stream(updates, "orthogonalize")[source]
         return _per_leaf(one, x, dimension_numbers), state
 
-    return primitive(_empty_init, update_fn, counted=False)
+    return primitive(empty_init, update_fn, counted=False)
 
 
 def scale_by_shape(dimension_numbers: Any = None, consistent_rms: float | None = None
@@ -268,7 +264,7 @@ def scale_by_shape(dimension_numbers: Any = None, consistent_rms: float | None =
         expect_plain(updates, "scale_by_shape")
         return _per_leaf(one, updates, dimension_numbers), state
 
-    return primitive(_empty_init, update_fn, counted=False)
+    return primitive(empty_init, update_fn, counted=False)
 
 
 def _broadcast_labels(labels: Any, tree: Any) -> Any:

@@ -46,6 +46,7 @@ from optlab.stream import (
     as_stream,
     cast_like,
     chain,
+    empty_init,
     increment,
     lowest_dtype,
     own_copy,
@@ -97,11 +98,6 @@ def _need_params(params: Any, who: str) -> None:
 def _scale(scalar: Any, x: jax.Array) -> jax.Array:
     """``scalar * x`` in the dtype of ``x``."""
     return (scalar_as(scalar, x) * x).astype(x.dtype)
-
-
-def _empty_init(params: Any) -> optax.EmptyState:
-    del params
-    return optax.EmptyState()
 
 
 def _check_betas(betas: Any) -> tuple[Any, Any]:
@@ -219,7 +215,7 @@ def distance_over_gradients(
             step = jnp.where(count == 0, initial_step, step)
         return tree_map(lambda g: _scale(step, g), stream[source]), state
 
-    return primitive(_empty_init, update_fn, counted=initial_step is not None)
+    return primitive(empty_init, update_fn, counted=initial_step is not None)
 
 
 # ------------------------------------------------------------------------------------------
@@ -381,7 +377,7 @@ def scaled_ratio(
         _need_params(params, "scaled_ratio")
         return tree_map(one, stream[numerator], stream[denominator], params), state
 
-    return primitive(_empty_init, update_fn, counted=False)
+    return primitive(empty_init, update_fn, counted=False)
 
 
 # ------------------------------------------------------------------------------------------
@@ -477,7 +473,7 @@ def coin_bet(
         return tree_map(one, params, stream[anchor], stream[sum_of_negative_gradients],
                         stream[scale], stream[sum_of_abs_gradients], stream[reward]), state
 
-    return primitive(_empty_init, update_fn, counted=False)
+    return primitive(empty_init, update_fn, counted=False)
 
 
 # ------------------------------------------------------------------------------------------

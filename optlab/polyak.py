@@ -33,6 +33,7 @@ from optlab.stream import (
     Primitive,
     as_stream,
     chain,
+    empty_init,
     expect_plain,
     increment,
     lowest_dtype,
@@ -67,11 +68,6 @@ def _loss_value(extra: dict[str, Any], who: str) -> Any:
 def _need_params(params: Any, who: str) -> None:
     if params is None:
         raise ValueError(f"{who} needs params: call update(updates, state, params)")
-
-
-def _empty_init(params: Any) -> optax.EmptyState:
-    del params
-    return optax.EmptyState()
 
 
 def _scalar_dtype(params: Any) -> Any:
@@ -111,7 +107,7 @@ def polyak_step_size(
         step = jnp.where(sq + eps <= _TINY, 0.0, jnp.minimum(gap / (sq + eps), max_learning_rate))
         return tree_map(lambda u: (scalar_as(step, u) * u).astype(u.dtype), updates), state
 
-    return primitive(_empty_init, update_fn, counted=False)
+    return primitive(empty_init, update_fn, counted=False)
 
 
 def polyak_sgd(

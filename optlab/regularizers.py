@@ -18,6 +18,7 @@ from optlab import _checks
 from optlab.stream import (
     Primitive,
     check_same_structure,
+    empty_init,
     expect_plain,
     increment,
     per_dtype,
@@ -33,11 +34,6 @@ __all__ = [
     "l2_penalty",
     "scale_by_learning_rate",
 ]
-
-
-def _empty_init(params):
-    del params
-    return optax.EmptyState()
 
 
 def _add_scaled_params(rate: ScalarOrSchedule, mask: Mask, who: str) -> Primitive:
@@ -64,7 +60,7 @@ def _add_scaled_params(rate: ScalarOrSchedule, mask: Mask, who: str) -> Primitiv
         out = jax.tree.map(lambda k, u, p: decay(u, p) if k else u, keep, updates, params)
         return out, state
 
-    return primitive(_empty_init, update_fn, counted=callable(rate))
+    return primitive(empty_init, update_fn, counted=callable(rate))
 
 
 def decoupled_weight_decay(
@@ -177,4 +173,4 @@ def scale_by_learning_rate(
 
         return tree_map(one, updates), state
 
-    return primitive(_empty_init, update_fn, counted=callable(learning_rate))
+    return primitive(empty_init, update_fn, counted=callable(learning_rate))

@@ -15,18 +15,17 @@ import optax
 
 from optlab import _checks
 from optlab.optimizers import chain
-from optlab.stream import Primitive, as_stream, cast_like, check_same_structure, primitive
-from optlab.stream import tree_map as _tree_map
+from optlab.stream import (
+    Primitive,
+    as_stream,
+    cast_like,
+    check_same_structure,
+    primitive,
+    tree_map_n,
+)
 from optlab.stream import zeros_like as _zeros_like
 
 __all__ = ["rprop", "sign_adapted_step"]
-
-
-class _PerLeaf:
-    """Several per-leaf results; not a pytree, so a tree map treats it as one leaf."""
-
-    def __init__(self, *values: Any):
-        self.values = values
 
 
 def _check_rprop_args(learning_rate: Any, eta_minus: Any, eta_plus: Any, min_step_size: Any,
@@ -95,9 +94,8 @@ def sign_adapted_step(
         grads = as_stream(updates, "sign_adapted_step")["g"]
         check_same_structure(grads, state["step_sizes"], "sign_adapted_step: updates",
                              "the optimizer state (from params)")
-        both = _tree_map(lambda *a: _PerLeaf(*one(*a)), grads, state["step_sizes"],
-                         state["prev_updates"])
-        out, steps, prev = (_tree_map(lambda b, i=i: b.values[i], both) for i in range(3))
+        out, steps, prev = tree_map_n(one, 3, grads, state["step_sizes"],
+                                      state["prev_updates"])
         return out, {"step_sizes": cast_like(steps, state["step_sizes"]),
                      "prev_updates": cast_like(prev, state["prev_updates"])}
 

@@ -151,6 +151,19 @@ def tree_map(fn, tree: Any, *rest: Any) -> Any:
     )
 
 
+class _Several:
+    """Several results for one leaf; not a pytree, so a tree map keeps it as one leaf."""
+
+    def __init__(self, values: tuple[Any, ...]):
+        self.values = values
+
+
+def tree_map_n(fn, n: int, tree: Any, *rest: Any) -> tuple[Any, ...]:
+    """:func:`tree_map` of a function returning ``n`` values per leaf: ``n`` trees."""
+    several = tree_map(lambda *a: _Several(tuple(fn(*a))), tree, *rest)
+    return tuple(tree_map(lambda s, i=i: s.values[i], several) for i in range(n))
+
+
 def cast_like(tree: Any, reference: Any) -> Any:
     """Casts every leaf of ``tree`` to the dtype of the matching leaf of ``reference``.
 
@@ -189,6 +202,12 @@ def lowest_dtype(tree: Any) -> Any:
     """``optax.tree.dtype(tree, "lowest")``, also for abstract leaves (``ShapeDtypeStruct``):
     the dtype of scalar statistics in optax's step-size estimators."""
     return optax.tree.dtype(jax.tree.map(lambda x: jnp.zeros((), x.dtype), tree), "lowest")
+
+
+def empty_init(params: Any) -> optax.EmptyState:
+    """The ``step_init`` of a stateless primitive."""
+    del params
+    return optax.EmptyState()
 
 
 def own_copy(x: Any) -> Any:
