@@ -17,6 +17,7 @@ Every optimizer is an ``optax.GradientTransformation`` built from a small vocabu
 
 from optlab import (
     adam_variants,
+    coin_betting,
     covers,
     curvature,
     kronecker,
@@ -57,6 +58,7 @@ from optlab.adam_variants import (
     simplified_ademamix,
     yogi,
 )
+from optlab.coin_betting import cocob
 from optlab.combiners import (
     bounded_ratio,
     ratio,
@@ -114,7 +116,6 @@ from optlab.orthogonal import (
     muon,
 )
 from optlab.parameter_free import (
-    cocob,
     dadapt_adamw,
     dog,
     dowg,
@@ -195,6 +196,7 @@ __all__ = [
     "bounded_ratio",
     "chain",
     "cocob",
+    "coin_betting",
     "covers",
     "curvature",
     "dadapt_adamw",

@@ -18,11 +18,17 @@ import optax
 import pytest
 from optax import contrib
 
+from optlab import coin_betting as cb
 from optlab import parameter_free as pf
 from optlab import schedules
 from tests.conftest import Trajectory, assert_trees_close, make_params, noise_sequence
 
 STEPS = 100
+
+
+def _ours(name: str):
+    """optlab's optimizer of that name (cocob lives in optlab.coin_betting)."""
+    return getattr(cb if name == "cocob" else pf, name)
 
 
 # ------------------------------------------------------------------------------------------
@@ -186,12 +192,12 @@ IDS = [f"{name}-{'-'.join(kw) or 'defaults'}" for name, kw in CASES]
 
 @pytest.mark.parametrize("name,kwargs", CASES, ids=IDS)
 def test_float64_parity(name, kwargs, x64):
-    check_parity_f64(getattr(pf, name)(**kwargs), getattr(contrib, name)(**kwargs))
+    check_parity_f64(_ours(name)(**kwargs), getattr(contrib, name)(**kwargs))
 
 
 @pytest.mark.parametrize("name,kwargs", CASES, ids=IDS)
 def test_float32_parity(name, kwargs):
-    check_parity_f32(getattr(pf, name)(**kwargs), getattr(contrib, name)(**kwargs))
+    check_parity_f32(_ours(name)(**kwargs), getattr(contrib, name)(**kwargs))
 
 
 @pytest.mark.parametrize("name", ["dog", "dowg", "prodigy", "dadapt_adamw", "cocob"])
@@ -199,7 +205,7 @@ def test_passes_through_the_loss_value(name, x64):
     """Code that passes value= (as for optax's polyak_sgd / momo) works unchanged: extra
     keyword arguments reach the chain and are ignored, as optax's."""
     params = make_params(0, jnp.float64)
-    with_value = run_with_loss(getattr(pf, name)(), params, extra=("value",))
+    with_value = run_with_loss(_ours(name)(), params, extra=("value",))
     ref = run_with_loss(getattr(contrib, name)(), params, extra=("value",))
     assert_trees_close(with_value[STEPS], ref[STEPS], rtol=1e-6, atol=1e-12)
 
@@ -215,7 +221,7 @@ def test_state_uses_optax_names():
               "cocob": ["init_particles", "cumulative_gradients", "scale", "subgradients",
                         "reward"]}
     for name, fields in expect.items():
-        ours = getattr(pf, name)().init(params)
+        ours = _ours(name)().init(params)
         ref = getattr(contrib, name)().init(params)
         for field in fields:
             assert_trees_close(optax.tree.get(ours, field), optax.tree.get(ref, field), 0.0,
@@ -231,7 +237,7 @@ def test_state_bytes_not_above_optax(name):
         state = jax.eval_shape(tx.init, params)
         return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state))
 
-    assert nbytes(getattr(pf, name)()) <= nbytes(getattr(contrib, name)())
+    assert nbytes(_ours(name)()) <= nbytes(getattr(contrib, name)())
 
 
 # ------------------------------------------------------------------------------------------
@@ -346,7 +352,7 @@ RECIPES = {
 
 @pytest.mark.parametrize("name,problem", [(n, p) for n in RECIPES for p in PROBLEMS])
 def test_reaches_minimum(name, problem):
-    distance = distance_after(getattr(pf, name), problem, RECIPES[name][problem])
+    distance = distance_after(_ours(name), problem, RECIPES[name][problem])
     assert np.isfinite(distance) and distance < 1e-2, (name, problem, distance)
 
 
@@ -357,7 +363,7 @@ def test_reaches_minimum(name, problem):
 
 @pytest.mark.parametrize("name", ["dog", "dowg", "prodigy", "dadapt_adamw", "cocob"])
 def test_jit_scan_eval_shape(name):
-    check_transform(getattr(pf, name))
+    check_transform(_ours(name))
 
 
 INJECT = [
@@ -371,7 +377,7 @@ INJECT = [
 
 @pytest.mark.parametrize("name,kwargs", INJECT, ids=[n for n, _ in INJECT])
 def test_inject_hyperparams(name, kwargs, x64):
-    check_inject(getattr(pf, name), getattr(contrib, name), kwargs)
+    check_inject(_ours(name), getattr(contrib, name), kwargs)
 
 
 def test_dog_needs_real_params_for_the_heuristic():
@@ -398,8 +404,8 @@ BAD = [
     (lambda: pf.prodigy(estim_lr_coef=-1.0), ValueError, "estim_lr_coef"),
     (lambda: pf.dadapt_adamw(betas=(-0.1, 0.999)), ValueError, r"betas\[0\] must be in"),
     (lambda: pf.dadapt_adamw(eps=-1e-8), ValueError, "eps must be in"),
-    (lambda: pf.cocob(alpha=0.0), ValueError, r"alpha must be in \(0, inf\)"),
-    (lambda: pf.cocob(learning_rate="one"), TypeError, "learning_rate must be a number"),
+    (lambda: cb.cocob(alpha=0.0), ValueError, r"alpha must be in \(0, inf\)"),
+    (lambda: cb.cocob(learning_rate="one"), TypeError, "learning_rate must be a number"),
 ]
 
 
@@ -411,6 +417,6 @@ def test_bad_arguments(make, error, match):
 
 def test_missing_params_is_a_clear_error():
     params = make_params(0)
-    for tx in (pf.dog(), pf.prodigy(), pf.cocob()):
+    for tx in (pf.dog(), pf.prodigy(), cb.cocob()):
         with pytest.raises(ValueError, match="needs params"):
             tx.update(params, tx.init(params))
