@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from step_time import EXTRA_ARGS, OPTIMIZERS, REFERENCE
+from step_time import EXTRA_ARGS, OPTIMIZERS, REFERENCE, extra_args
 
 import optlab
 
@@ -50,17 +50,12 @@ def build(lib, name: str) -> optax.GradientTransformation:
     return OPTIMIZERS[name](lib)
 
 
-def _loss(params) -> jax.Array:
-    return 0.5 * sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(params))
-
-
 def update_fn(tx: optax.GradientTransformation, name: str):
     """``tx.update`` with the extra arguments the optimizer reads (step_time.EXTRA_ARGS)."""
     names = EXTRA_ARGS.get(name, ())
 
     def update(grads, state, params):
-        values = {"value": _loss(params), "grad": grads, "value_fn": _loss, "obj_fn": _loss}
-        return tx.update(grads, state, params, **{k: values[k] for k in names})
+        return tx.update(grads, state, params, **extra_args(names, params, grads))
 
     return update
 

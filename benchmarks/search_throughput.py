@@ -29,7 +29,6 @@ alone takes 20-40 s on CPU).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
 import statistics
 import time
@@ -40,6 +39,7 @@ import numpy as np
 
 from optlab.search import compile_program, formula, random_program
 from optlab.search.population import interpreted, stack
+from optlab.search.run import with_train_size
 from optlab.tasks import load_dataset
 from optlab.train import TrainResult, train
 
@@ -100,9 +100,7 @@ def main() -> None:
         args.population, args.epochs, args.train_subset = 4, 1, args.train_subset or 1024
         args.per_candidate, args.no_vmapped = 0, True
     data = load_dataset("mnist1d")
-    if args.train_subset:
-        data = dataclasses.replace(data, x_train=data.x_train[:args.train_subset],
-                                   y_train=data.y_train[:args.train_subset])
+    data = with_train_size(data, args.train_subset or None)
     rng = np.random.default_rng(args.seed)
     programs = [random_program(rng, args.groups) for _ in range(args.population)]
     codes = stack(programs, args.groups)

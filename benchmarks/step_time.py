@@ -158,10 +158,17 @@ def _loss(params: PyTree) -> jax.Array:
     return 0.5 * sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(params))
 
 
+def extra_args(names: Sequence[str], params: PyTree, grads: PyTree) -> dict[str, Any]:
+    """optax's extra arguments ``names`` (EXTRA_ARGS) for one update: the loss 0.5‖θ‖², its
+    gradient, and the loss as ``value_fn`` / ``obj_fn``."""
+    makers = {"value": lambda: _loss(params), "grad": lambda: grads,
+              "value_fn": lambda: _loss, "obj_fn": lambda: _loss}
+    return {k: makers[k]() for k in names}
+
+
 def make_step(tx: optax.GradientTransformation, extra: Sequence[str] = ()) -> Step:
     def step(params: PyTree, state: PyTree, grads: PyTree) -> tuple[PyTree, PyTree]:
-        values = {"value": _loss(params), "grad": grads, "value_fn": _loss, "obj_fn": _loss}
-        updates, state = tx.update(grads, state, params, **{k: values[k] for k in extra})
+        updates, state = tx.update(grads, state, params, **extra_args(extra, params, grads))
         return optax.apply_updates(params, updates), state
 
     return step
