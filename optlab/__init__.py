@@ -38,7 +38,6 @@ from optlab.accumulators import (
     ema_of_abs_max,
     ema_of_cube,
     ema_of_square,
-    factored_ema_of_square,
     nadam_momentum,
     running_max,
     sum_of_squares,
@@ -74,7 +73,8 @@ from optlab.covers import (
 from optlab.curvature import (
     sophia,
 )
-from optlab.kronecker import (
+from optlab.factored import factored_ema_of_square
+from optlab.kronecker_optimizers import (
     shampoo,
     soap,
 )

@@ -253,7 +253,7 @@ def _writable(text: str | None) -> Path | None:
     return out
 
 
-_KINDS = {"train": "a training run", "compare": "a comparison"}
+_KINDS = {"train": "a training run", "compare": "a comparison", "reproduce": "an experiment"}
 
 
 def _claim(out: Path | None, kind: str, config: dict[str, Any]) -> None:
@@ -276,8 +276,8 @@ def _claim(out: Path | None, kind: str, config: dict[str, Any]) -> None:
                            ) from None
         if there_kind != kind:
             raise CLIError(f"--out {out} holds {_KINDS.get(there_kind, there_kind)} "
-                           f"(optlab {there_kind}); one folder holds one run or one "
-                           "comparison: choose another folder")
+                           f"(optlab {there_kind}); one folder holds one run, one "
+                           "comparison or one experiment: choose another folder")
         if there_config != config:
             diff = sorted(k for k in set(there_config) | set(config)
                           if there_config.get(k) != config.get(k))
@@ -1023,6 +1023,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"updates per run, synthetic problems only (default: "
                    f"{DEFAULTS['steps']})")
     p.set_defaults(func=cmd_compare)
+    from optlab.reproduce import add_parser as add_reproduce_parser
+
+    add_reproduce_parser(sub)
     return parser
 
 

@@ -20,7 +20,6 @@ from optlab.accumulators import (
     ema,
     ema_of_abs_max,
     ema_of_square,
-    factored_ema_of_square,
     nadam_momentum,
     running_max,
     sum_of_squares,
@@ -35,6 +34,7 @@ from optlab.combiners import (
     sign_agreement,
     sign_of,
 )
+from optlab.factored import factored_ema_of_square
 from optlab.regularizers import (
     decoupled_weight_decay,
     gradient_noise,
@@ -499,7 +499,7 @@ def adafactor(
 ) -> Primitive:
     r"""Adafactor (Shazeer & Stern 2018), with optax's arguments.
 
-    :math:`\hat V_t` the factored second moment (:func:`optlab.accumulators.factored_ema_of_square`,
+    :math:`\hat V_t` the factored second moment (:func:`optlab.factored.factored_ema_of_square`,
     :math:`\hat β_{2,t} = 1 - t^{-0.8}`); :math:`U_t = G_t/\sqrt{\hat V_t}`;
     :math:`\hat U_t = U_t / \max(1, \mathrm{RMS}(U_t)/d)`; step
     :math:`-ρ_t\,\max(ε_2, \mathrm{RMS}(θ))\,\hat U_t`.

@@ -43,8 +43,8 @@ def test_a_comparison_folder_is_never_overwritten(tmp_path, capsys):
                      "different configuration", "steps")
     assert "| adam |" not in printed
     # a training run into it
-    _fails(["train", *DIGITS, "--out", str(out)], capsys, "one folder holds one run or one "
-           "comparison")
+    _fails(["train", *DIGITS, "--out", str(out)], capsys, "one folder holds one run, one "
+           "comparison or one experiment")
     assert {p.name: p.read_bytes() for p in out.iterdir()} == files
     # the same command again reuses its own folder
     assert cli.main([*PROBLEM, "--out", str(out)]) == 0

@@ -17,7 +17,8 @@ import optax
 import pytest
 
 from optlab import schedules
-from optlab.kronecker import kronecker_factors, shampoo, soap
+from optlab.kronecker import kronecker_factors
+from optlab.kronecker_optimizers import shampoo, soap
 from tests.conftest import assert_trees_close, make_params, noise_sequence, run
 from tests.test_convergence import PROBLEMS
 

@@ -1,0 +1,365 @@
+"""Experiments that reproduce published claims: the framework behind ``optlab reproduce``.
+
+An experiment is a script ``experiments/NAME.py`` in the repository that defines ``EXPERIMENT =
+Experiment(...)``: the claim it tests, its source, and ``run(ctx) -> Outcome``. ``run``
+measures, draws its figures with :meth:`Context.save_figure` and returns the measurements with
+a verdict computed from them (``reproduced``: True, False, or None where the size of the run
+cannot decide). The framework writes ``results.json`` (settings, environment, measurements,
+verdict) and ``REPORT.md`` beside the PNG figures, atomically, into the experiment's folder.
+
+Every experiment has a *quick* mode (CI: seconds) and a *full* mode (the reproduction).
+Training runs resume after an interruption: :meth:`Context.checkpoint_dir` gives each
+``optlab.train`` call a folder of its own under ``out/checkpoints``.
+
+Run one with ``optlab reproduce NAME [--quick] [--out DIR]`` or ``python experiments/NAME.py``
+(the same flags); ``optlab reproduce --list`` names them with their claims.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import platform
+import sys
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RESULTS = "results.json"
+REPORT = "REPORT.md"
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A published claim and the code that tests it.
+
+    Attributes:
+      name: the command-line name (the script's file name without ``.py``).
+      title: a few words, e.g. "AMSGrad counterexample".
+      claim: the published claim, one or two sentences.
+      source: the paper(s), e.g. "Reddi, Kale & Kumar, ICLR 2018".
+      run: ``run(ctx) -> Outcome``.
+      quick_asserts: the parts of the claim (keys of :attr:`Outcome.checks`) that the quick
+        mode is large enough to decide, chosen before measuring: the test suite asserts that
+        they hold there. The other checks of a quick run are reported, not asserted.
+      seeds: default number of seeds (≥ 3 wherever randomness enters).
+    """
+
+    name: str
+    title: str
+    claim: str
+    source: str
+    run: Callable[[Context], Outcome]
+    quick_asserts: tuple[str, ...] = ()
+    seeds: int = 3
+
+
+@dataclass
+class Outcome:
+    """What an experiment measured.
+
+    ``checks`` are the parts of the claim, each decided from the measurements (e.g.
+    ``{"online": True, "stochastic": False}``); ``reproduced`` is the verdict on the whole
+    claim (None: this run cannot decide); ``summary`` is Markdown that puts our numbers beside
+    the paper's; ``results`` is the raw measurements (JSON-able: numbers, lists, dicts, numpy
+    arrays).
+    """
+
+    reproduced: bool | None
+    summary: str
+    results: dict[str, Any]
+    checks: dict[str, bool] = field(default_factory=dict)
+
+
+@dataclass
+class Context:
+    """Where an experiment runs: its folder, mode and seeds, and helpers to save figures and
+    checkpoints there."""
+
+    experiment: Experiment
+    out: Path
+    quick: bool
+    seeds: list[int]
+    progress: bool = False
+    figures: list[str] = field(default_factory=list)
+
+    def checkpoint_dir(self, key: str) -> Path:
+        """A folder for one ``optlab.train`` call's checkpoints (resumes after a kill)."""
+        path = self.out / "checkpoints" / key
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def save_figure(self, fig: Any, stem: str, *, dpi: int = 110) -> str:
+        """Saves a matplotlib figure as ``out/STEM.png`` (atomically), closes it, and
+        returns the file name."""
+        import matplotlib.pyplot as plt
+
+        from optlab.io import atomic_save_figure
+
+        name = f"{stem}.png"
+        try:
+            atomic_save_figure(self.out / name,
+                               lambda f: fig.savefig(f, format="png", dpi=dpi,
+                                                     bbox_inches="tight"))
+        finally:
+            plt.close(fig)
+        if name not in self.figures:
+            self.figures.append(name)
+        return name
+
+    def save_file(self, name: str, write: Callable[[Any], None], mode: str = "wb") -> str:
+        """Writes ``out/NAME`` atomically with ``write(file)`` (an animation, a table)."""
+        from optlab.io import atomic_open
+
+        with atomic_open(self.out / name, mode) as f:
+            write(f)
+        if name not in self.figures:
+            self.figures.append(name)
+        return name
+
+    def log(self, message: str) -> None:
+        """A progress line on stderr."""
+        print(f"[{self.experiment.name}] {message}", file=sys.stderr, flush=True)
+
+
+def figure(nrows: int = 1, ncols: int = 1, *, width: float = 4.6, height: float = 3.6,
+           **kwargs: Any):
+    """A headless matplotlib figure and its axes (``squeeze=False``: a 2-D array)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    kwargs.setdefault("layout", "constrained")
+    return plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False,
+                        **kwargs)
+
+
+def mean_std(values: Any, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and (population) standard deviation over ``axis``, ignoring NaN."""
+    a = np.asarray(values, dtype=float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN slice gives NaN
+        return np.nanmean(a, axis=axis), np.nanstd(a, axis=axis)
+
+
+def fmt_pm(values: Any, scale: float = 1.0, digits: int = 1) -> str:
+    """``"mean ± std"`` of ``values`` (times ``scale``, e.g. 100 for percent)."""
+    m, s = mean_std(np.asarray(values, dtype=float) * scale)
+    return f"{float(m):.{digits}f} ± {float(s):.{digits}f}"
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A GitHub Markdown table."""
+    lines = ["| " + " | ".join(map(str, header)) + " |",
+             "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(map(str, row)) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------
+# Running one experiment
+# ------------------------------------------------------------------------------------------
+
+
+def environment() -> dict[str, Any]:
+    """Versions and the device, recorded with every result."""
+    import jax
+
+    from optlab import __version__
+
+    return {"optlab": __version__, "jax": jax.__version__, "python": platform.python_version(),
+            "device": str(jax.devices()[0].device_kind), "devices": jax.device_count(),
+            "platform": jax.default_backend(), "cpu_count": os.cpu_count()}
+
+
+def run(experiment: Experiment, out: str | os.PathLike, *, quick: bool = False,
+        seeds: int | None = None, progress: bool = False) -> dict[str, Any]:
+    """Runs ``experiment`` into ``out`` and returns the record written to ``results.json``.
+
+    ``out`` is created if needed; the record, ``REPORT.md`` and the figures are written
+    atomically at the end, so an interrupted run leaves the previous results (if any) intact.
+    """
+    n_seeds = experiment.seeds if seeds is None else seeds
+    if n_seeds < 1:
+        raise ValueError(f"seeds must be >= 1, got {n_seeds!r}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ctx = Context(experiment, out, quick, list(range(n_seeds)), progress)
+    start = time.perf_counter()
+    outcome = experiment.run(ctx)
+    record = {
+        "experiment": experiment.name, "title": experiment.title, "claim": experiment.claim,
+        "source": experiment.source, "quick": quick, "seeds": n_seeds,
+        "reproduced": outcome.reproduced, "checks": outcome.checks,
+        "summary": outcome.summary,
+        "figures": ctx.figures, "wall_time_s": time.perf_counter() - start,
+        "environment": environment(), "results": outcome.results,
+    }
+    from optlab.io import atomic_write_json, atomic_write_text
+
+    atomic_write_json(out / RESULTS, record)
+    atomic_write_text(out / REPORT, report(record))
+    return record
+
+
+def verdict(reproduced: bool | None) -> str:
+    return {True: "reproduced", False: "did not reproduce", None: "undecided"}[reproduced]
+
+
+def report(record: Mapping[str, Any]) -> str:
+    """The Markdown section of one result: claim, verdict, our numbers, figures."""
+    mode = "quick mode" if record["quick"] else "full mode"
+    env = record["environment"]
+    lines = [f"## {record['title']} (`{record['experiment']}`)", "",
+             f"**Claim** ({record['source']}): {record['claim']}", "",
+             f"**Verdict: {verdict(record['reproduced'])}** ({mode}, {record['seeds']} seeds, "
+             f"{record['wall_time_s']:.0f} s on {env['device']}, {env['cpu_count']} CPU cores).",
+             "", record["summary"].strip(), ""]
+    lines += [f"![{name}]({name})" for name in record["figures"] if name.endswith(".png")]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# ------------------------------------------------------------------------------------------
+# Finding experiments
+# ------------------------------------------------------------------------------------------
+
+
+def experiments_dir() -> Path:
+    """The repository's ``experiments/`` folder (``$OPTLAB_EXPERIMENTS`` overrides)."""
+    env = os.environ.get("OPTLAB_EXPERIMENTS")
+    return Path(env) if env else Path(__file__).resolve().parents[1] / "experiments"
+
+
+def names(folder: Path | None = None) -> list[str]:
+    """The experiments' names: the scripts in ``experiments/`` not starting with ``_``."""
+    folder = experiments_dir() if folder is None else folder
+    if not folder.is_dir():
+        return []
+    return sorted(p.stem for p in folder.glob("*.py") if not p.stem.startswith("_"))
+
+
+def load(name: str, folder: Path | None = None) -> Experiment:
+    """Imports ``experiments/NAME.py`` and returns its ``EXPERIMENT``."""
+    folder = experiments_dir() if folder is None else folder
+    path = folder / f"{name}.py"
+    if not path.is_file():
+        known = names(folder)
+        raise ValueError(f"no experiment {name!r} in {folder}; choose from "
+                         f"{', '.join(known) or '(none: is this a checkout of optlab?)'}")
+    module_name = f"optlab_experiments.{name}"
+    module = sys.modules.get(module_name)
+    if module is None:
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[module_name]
+            raise
+    experiment = getattr(module, "EXPERIMENT", None)
+    if not isinstance(experiment, Experiment) or experiment.name != name:
+        raise ValueError(f"{path} must define EXPERIMENT = Experiment(name={name!r}, ...)")
+    return experiment
+
+
+# ------------------------------------------------------------------------------------------
+# Command line: `optlab reproduce` and `python experiments/NAME.py`
+# ------------------------------------------------------------------------------------------
+
+
+def add_arguments(p: argparse.ArgumentParser, with_name: bool) -> None:
+    if with_name:
+        p.add_argument("name", nargs="?", metavar="NAME",
+                       help="the experiment (see --list)")
+        p.add_argument("--list", action="store_true",
+                       help="name every experiment with the claim it tests")
+    p.add_argument("--quick", action="store_true",
+                   help="the small configuration (seconds; CI), not the reproduction")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="results folder (default: runs/reproduce/NAME, or NAME-quick)")
+    p.add_argument("--seeds", type=int, default=None, metavar="N",
+                   help="seeds 0..N-1 (default: the experiment's, at least 3 where "
+                   "randomness enters)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bars (default: when stderr is a terminal)")
+
+
+def _claim_folder(out: Path, config: dict[str, Any]) -> None:
+    from optlab.cli import _claim, _writable
+
+    _writable(str(out))
+    _claim(out, "reproduce", config)
+
+
+def execute(experiment: Experiment, args: argparse.Namespace) -> int:
+    """Checks the flags, runs the experiment and prints its report (the CLI's work)."""
+    from optlab.cli import CLIError
+
+    name = experiment.name
+    if args.seeds is not None and args.seeds < 1:
+        raise CLIError(f"--seeds must be >= 1, got {args.seeds}")
+    out = Path(args.out or Path("runs", "reproduce", name + ("-quick" if args.quick else "")))
+    seeds = experiment.seeds if args.seeds is None else args.seeds
+    _claim_folder(out, {"experiment": name, "quick": args.quick, "seeds": seeds})
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    record = run(experiment, out, quick=args.quick, seeds=seeds, progress=progress)
+    print(report(record))
+    print(f"results: {out / RESULTS}")
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from optlab.cli import CLIError
+
+    if args.list:
+        if args.name:
+            raise CLIError("--list takes no NAME")
+        folder = experiments_dir()
+        found = names(folder)
+        if not found:
+            raise CLIError(f"no experiments in {folder}: `optlab reproduce` needs a checkout "
+                           "of the optlab repository (pip install -e .)")
+        for n in found:
+            e = load(n, folder)
+            print(f"{n:26s} {e.title}: {e.claim} ({e.source})")
+        return 0
+    if not args.name:
+        raise CLIError("name an experiment (`optlab reproduce --list` shows them)")
+    try:
+        experiment = load(args.name)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    return execute(experiment, args)
+
+
+def add_parser(sub: Any) -> None:
+    """Adds ``optlab reproduce`` to the CLI's subparsers."""
+    p = sub.add_parser("reproduce", help="run an experiment that reproduces a published claim",
+                       description="Runs one of the experiments in experiments/ (a published "
+                       "claim, measured): writes results.json, REPORT.md and figures.")
+    add_arguments(p, with_name=True)
+    p.set_defaults(func=cmd_reproduce)
+
+
+def main(experiment: Experiment, argv: Sequence[str] | None = None) -> int:
+    """``python experiments/NAME.py [--quick] [--out DIR] [--seeds N]``."""
+    from optlab.cli import CLIError
+
+    parser = argparse.ArgumentParser(prog=f"experiments/{experiment.name}.py",
+                                     description=f"{experiment.title}: {experiment.claim} "
+                                     f"({experiment.source})")
+    add_arguments(parser, with_name=False)
+    args = parser.parse_args(argv)
+    try:
+        return execute(experiment, args)
+    except CLIError as e:
+        print(f"optlab: error: {e}", file=sys.stderr)
+        return 2
