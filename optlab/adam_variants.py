@@ -227,7 +227,8 @@ def adopt(
     passes the value, works (optax's own ``adopt`` fails there).
     """
     _check_args(learning_rate=learning_rate, b1=b1, b2=b2, eps=eps)
-    _checks.check_nonnegative("clip_value_fn", clip_value_fn, allow_schedule=True)
+    if use_clipping:
+        _checks.check_nonnegative("clip_value_fn", clip_value_fn, allow_schedule=True)
     return chain(
         ema_of_square("nu", _after_first_step(b2, 0.0), emit="previous"),
         normalized("x", "nu", eps=eps, clip=clip_value_fn if use_clipping else None),

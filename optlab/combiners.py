@@ -287,7 +287,7 @@ def rectified_ratio(
     _checks.check_decay("b2", b2, allow_schedule=False)
     _checks.check_nonnegative("eps", eps)
     _checks.check_nonnegative("eps_root", eps_root)
-    _checks.check_number("threshold", threshold)
+    _checks.check_number("threshold", threshold, low=4.0)  # r_t is NaN for 2 < ρ_t < 4
     rho_inf = 2.0 / (1.0 - b2) - 1.0
 
     def combine(stream, count):

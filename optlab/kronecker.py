@@ -110,6 +110,21 @@ def _eigh_basis(a: jax.Array) -> jax.Array:
     return jnp.linalg.eigh(a)[1][:, ::-1]
 
 
+def _in_previous_slots(a: jax.Array, q: jax.Array, new: Callable[[jax.Array], jax.Array]
+                       ) -> jax.Array:
+    """``new(Q_sorted)``, a basis whose columns follow the previous columns' Rayleigh
+    quotients :math:`q_j^\top A q_j` (descending), put back in those columns' slots, so
+    second moments stored per column (SOAP's V) stay aligned without being permuted."""
+    order = jnp.argsort(-jnp.einsum("ij,ik,kj->j", q, a, q))
+    return jnp.zeros_like(q).at[:, order].set(new(q[:, order]))
+
+
+def _eigh_basis_aligned(a: jax.Array, q: jax.Array) -> jax.Array:
+    """Eigenvectors of ``a`` (by decreasing eigenvalue) in the slots of the previous basis
+    ``q`` (see :func:`_in_previous_slots`)."""
+    return _in_previous_slots(a, q, lambda _: _eigh_basis(a))
+
+
 def _qr_basis(a: jax.Array, q: jax.Array) -> jax.Array:
     """One power-iteration step with QR from the current basis (SOAP reference code).
 
@@ -118,9 +133,7 @@ def _qr_basis(a: jax.Array, q: jax.Array) -> jax.Array:
     result is put back in the columns' previous slots, so second moments stored per column
     (SOAP's V) stay aligned without being permuted.
     """
-    order = jnp.argsort(-jnp.einsum("ij,ik,kj->j", q, a, q))
-    new, _ = jnp.linalg.qr(a @ q[:, order])
-    return jnp.zeros_like(q).at[:, order].set(new)
+    return _in_previous_slots(a, q, lambda sorted_q: jnp.linalg.qr(a @ sorted_q)[0])
 
 
 def _leaves(tree: Any) -> tuple[list, Any]:
@@ -179,7 +192,8 @@ def kronecker_factors(
     """
     _checks.check_number("decay", decay, low=0.0, high=1.0)
     _check_factor_args(max_precond_dim)
-    is_sum = _checks._concrete_scalar(decay) == 1.0
+    concrete = _checks._concrete_scalar(decay)
+    is_sum = None if concrete is None else concrete == 1.0
 
     def axes_of(p):
         return factor_axes(tuple(p.shape), max_precond_dim, precondition_1d)
@@ -203,7 +217,11 @@ def kronecker_factors(
                     row.append(None)
                     continue
                 outer = _outer(g.astype(f.dtype), axis)
-                row.append(f + outer if is_sum else decay * f + (1 - decay) * outer)
+                if is_sum is None:  # a traced decay (inject_hyperparams): decide at run time
+                    row.append(jnp.where(decay == 1, f + outer,
+                                         decay * f + (1 - decay) * outer).astype(f.dtype))
+                else:
+                    row.append(f + outer if is_sum else decay * f + (1 - decay) * outer)
             new.append(tuple(row))
         tree = treedef.unflatten(new)
         return stream.add(name, tree), {name: tree}
@@ -247,7 +265,7 @@ def inverse_root(
     steps only. ``max_precond_dim`` / ``precondition_1d`` must be those of the factors.
     """
     _check_int("every", every, 1)
-    _checks.check_nonnegative("eps", eps)
+    _checks.check_positive("eps", eps)  # (L + εI)^(-1/e) of a rank-deficient L needs ε > 0
     _check_factor_args(max_precond_dim)
     if exponent is not None:
         _checks.check_positive("exponent", exponent)
@@ -310,14 +328,17 @@ def eigenbasis(
         def by_eigh(gg, q):
             return _map_factors(lambda f, _: _eigh_basis(f), gg, grads)
 
-        def by_qr(gg, q):
-            treedef = jax.tree.structure(grads)
-            return treedef.unflatten([
-                tuple(None if f is None else _qr_basis(f, b) for f, b in zip(fs, bs, strict=True))
-                for fs, bs in zip(_per_leaf_state(treedef, gg), _per_leaf_state(treedef, q),
-                                  strict=True)])
+        def from_previous(basis):
+            def refresh(gg, q):
+                treedef = jax.tree.structure(grads)
+                return treedef.unflatten([
+                    tuple(None if f is None else basis(f, b) for f, b in zip(fs, bs, strict=True))
+                    for fs, bs in zip(_per_leaf_state(treedef, gg), _per_leaf_state(treedef, q),
+                                      strict=True)])
 
-        refresh = by_qr if method == "qr" else by_eigh
+            return refresh
+
+        refresh = from_previous(_qr_basis if method == "qr" else _eigh_basis_aligned)
         first = count == 0
         due = count % every == 0
         branch = jnp.where(first, 1, jnp.where(due, 2, 0))

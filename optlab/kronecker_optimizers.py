@@ -85,7 +85,7 @@ def shampoo(
     _checks.check_learning_rate(learning_rate)
     _checks.check_decay("b1", b1, allow_schedule=False)
     _checks.check_number("b2", b2, low=0.0, high=1.0)
-    _checks.check_nonnegative("eps", eps)
+    _checks.check_positive("eps", eps)
     _check_factor_args(max_precond_dim, precondition_frequency)
     if graft is not None:
         _checks.check_choice("graft", graft, GRAFTS[:-1])

@@ -478,6 +478,7 @@ def prodigy(
     """
     beta1, beta2 = _check_betas(betas)
     _check_args(learning_rate=learning_rate, eps=eps, weight_decay=weight_decay)
+    _checks.check_nonnegative("weight_decay", weight_decay)  # a number, as in optax
     if beta3 is not None:
         _checks.check_decay("beta3", beta3, allow_schedule=False)
     _checks.check_positive("estim_lr0", estim_lr0)
@@ -515,6 +516,7 @@ def dadapt_adamw(
     """
     beta1, beta2 = _check_betas(betas)
     _check_args(learning_rate=learning_rate, eps=eps, weight_decay=weight_decay)
+    _checks.check_nonnegative("weight_decay", weight_decay)  # a number, as in optax
     _checks.check_positive("estim_lr0", estim_lr0)
     return chain(
         dadapt_estimate(learning_rate, (beta1, beta2), eps, estim_lr0),

@@ -127,7 +127,7 @@ def polyak_sgd(
     the norm is taken, hence :math:`s_t^2`.) ``variant="sps+"`` clips the gap at 0 (Garrigos
     et al. 2023). Reads the loss: ``update(grads, state, params, value=loss)``. No state.
     """
-    _check_args(learning_rate=scaling)
+    _checks.check_learning_rate(scaling, "scaling")
     _checks.check_nonnegative("max_learning_rate", max_learning_rate)
     _checks.check_nonnegative("eps", eps)
     _checks.check_number("f_min", f_min)
@@ -284,6 +284,7 @@ def momo(
     scalars ``barf``, ``gamma``, ``lb``: 1 × params, as optax.
     """
     _check_args(learning_rate=learning_rate, beta=beta, weight_decay=weight_decay)
+    _checks.check_nonnegative("weight_decay", weight_decay)  # a number, as in optax
     _checks.check_number("lower_bound", lower_bound)
     bt = _warm_start(beta)
     return chain(
@@ -320,6 +321,7 @@ def momo_adam(
     ``exp_avg``, ``exp_avg_sq`` and the scalars ``barf``, ``gamma``, ``lb``: 2 × params.
     """
     _check_args(learning_rate=learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
+    _checks.check_nonnegative("weight_decay", weight_decay)  # a number, as in optax
     _checks.check_number("lower_bound", lower_bound)
     return chain(
         ema("exp_avg", b1),

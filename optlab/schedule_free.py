@@ -225,6 +225,11 @@ def schedule_free_sgd(
     :math:`c_{t+1}` as in :func:`schedule_free_iterates`; λ = ``weight_decay`` (multiplied
     by the learning rate). State: z, 1 × params. Evaluate at
     :func:`schedule_free_eval_params`.
+
+    As in optax, the z step reads the schedule at the 0-based step (:math:`γ_{t-1}`: with
+    ``warmup_steps`` > 0 the first step is 0) while the averaging weight reads it at the
+    1-based step; the reference PyTorch code uses one value for both. Kept for parity with
+    optax's trajectories.
     """
     _checks.check_learning_rate(learning_rate)
     if weight_decay is not None:
@@ -254,8 +259,9 @@ def schedule_free_adamw(
        u_t = -γ_t\Big(\frac{g_t}{\sqrt{v_t/(1-β_2^t)} + ε} + λ y_t\Big),\quad
        z_{t+1} = z_t + u_t
 
-    with g the gradient at :math:`y_t` and x, y as in :func:`schedule_free_sgd`. State: v and
-    z, 2 × params. Evaluate at :func:`schedule_free_eval_params`.
+    with g the gradient at :math:`y_t` and x, y as in :func:`schedule_free_sgd` (including
+    its note on the step at which a warmup or schedule is read). State: v and z, 2 × params.
+    Evaluate at :func:`schedule_free_eval_params`.
     """
     _checks.check_learning_rate(learning_rate)
     _checks.check_decay("b2", b2, allow_schedule=False)
