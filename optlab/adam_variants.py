@@ -355,7 +355,9 @@ def acprop(
     mask: Mask = None,
 ) -> Primitive:
     r"""ACProp (Zhuang et al. 2021): centred second moment and asynchronous update — the step
-    at t is scaled by the belief up to t − 1 only, as in ``optax.contrib.acprop``.
+    at t is scaled by the belief up to t − 1 only. This is ``optax.contrib.acprop``'s variant
+    (numerator :math:`g_t`, centred on :math:`m_{t-1}`), which may differ from the paper's
+    Algorithm 2 (momentum numerator, centred on :math:`m_t`); it is what optax users run.
 
     .. math::
        s_t = β_2 s_{t-1} + (1-β_2)(g_t - m_{t-1})^2 + ε_{root},\quad

@@ -117,14 +117,15 @@ def rprop(
     .. math::
        Δ_t = \mathrm{clip}\big(Δ_{t-1} \cdot \{η_+,\ η_-,\ 1\}\big)
        \text{ as } g_t\, p_{t-1} \{>, <, =\}\ 0,\qquad
-       u_t = p_t = \begin{cases} 0 & g_t\, p_{t-1} < 0 \\ -Δ_t\, \mathrm{sign}(g_t)
+       u_t = -p_t,\quad p_t = \begin{cases} 0 & g_t\, p_{t-1} < 0 \\ Δ_t\, \mathrm{sign}(g_t)
        & \text{else} \end{cases}
 
     with :math:`Δ_0` = ``learning_rate`` (the initial step size, not a scale: it must be a
-    constant) and :math:`p_t` the step taken. State: step sizes and the previous step
-    (2 × params). The same trajectory as ``torch.optim.Rprop`` when ``learning_rate`` lies in
-    [``min_step_size``, ``max_step_size``]. ``optax.rprop`` (≤ 0.2.8) applies each step one
-    update late; ``one_step_late=True`` reproduces it (:func:`sign_adapted_step`).
+    constant) and :math:`p_t` the ascent step (the step taken is :math:`-p_t`). State: step
+    sizes and the previous step (2 × params). The same trajectory as ``torch.optim.Rprop``
+    when ``learning_rate`` lies in [``min_step_size``, ``max_step_size``]. ``optax.rprop``
+    (≤ 0.2.8) applies each step one update late; ``one_step_late=True`` reproduces it
+    (:func:`sign_adapted_step`).
     """
     if callable(learning_rate):
         raise TypeError("learning_rate must be a number (rprop's initial step size), got a "
