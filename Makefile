@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test optax-suite lint bench clean
+.PHONY: demo test optax-suite lint bench docs clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,12 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/activate
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(VENV)/.installed $@
 
+$(VENV)/.installed-docs: pyproject.toml | $(BIN)/activate
+	$(BIN)/pip install --quiet -e '.[docs]'
+	touch $(VENV)/.installed $@
+
+LINTED := optlab tests benchmarks notebooks docs/conf.py
+
 DEMO_OPTIMIZERS := sgd,momentum,adam,amsgrad,adamw,powersign,addsign,lion
 
 demo: $(VENV)/.installed
@@ -30,16 +36,27 @@ OPTAX_SUITE := optax._src.alias_test optax._src.float64_test optax._src.sharding
   optax.schedules._schedule_test optax.contrib._common_test optax.contrib._sam_test \
   optax.contrib._muon_test optax.contrib._schedule_free_test
 
-test: $(VENV)/.installed-dev
-	$(BIN)/ruff check optlab tests benchmarks
+# tests/ includes tests/test_notebooks.py: every notebook runs in its quick configuration
+# (OPTLAB_NOTEBOOK_QUICK=1) and must match its jupytext script. The docs are built last.
+test: $(VENV)/.installed-dev $(VENV)/.installed-docs
+	$(BIN)/ruff check $(LINTED)
 	$(BIN)/python -m pytest -n 2 tests
 	$(BIN)/python -m pytest -n 2 -p tests.optax_suite.shim -p no:cacheprovider --pyargs $(OPTAX_SUITE)
+	$(SPHINX_BUILD)
 
 optax-suite: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -n 2 -p tests.optax_suite.shim -p no:cacheprovider --pyargs $(OPTAX_SUITE)
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check optlab tests benchmarks
+	$(BIN)/ruff check $(LINTED)
+
+# The documentation site (docs/README.md): warnings are errors; -E re-reads every page, so a
+# warning is never hidden by an earlier build.
+SPHINX_BUILD = $(BIN)/sphinx-build -W --keep-going -E -q -b html docs docs/_build/html
+
+docs: $(VENV)/.installed-docs
+	$(SPHINX_BUILD)
+	@echo "docs: docs/_build/html/index.html"
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/step_time.py
@@ -47,4 +64,4 @@ bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/train_throughput.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis runs
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis runs docs/_build
