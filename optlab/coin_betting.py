@@ -13,7 +13,7 @@ from optax import ScalarOrSchedule
 
 from optlab import _checks
 from optlab.optimizers import Mask, _check_args
-from optlab.parameter_free import _need_params, initial_params
+from optlab.parameter_free import initial_params
 from optlab.regularizers import l2_penalty, scale_by_learning_rate
 from optlab.stream import (
     GRAD,
@@ -23,6 +23,7 @@ from optlab.stream import (
     chain,
     empty_init,
     primitive,
+    require_params,
     scalar_as,
     tree_map,
     zeros_like,
@@ -92,7 +93,7 @@ def betting_reward(name: str = "reward", anchor: str = "init_particles") -> Prim
 
     def update_fn(updates, state, params, count, **extra):
         del count, extra
-        _need_params(params, "betting_reward")
+        require_params(params, "betting_reward")
         stream = as_stream(updates, "betting_reward")
         reward = tree_map(lambda r, g, p, p0: jnp.maximum(r - g * (p - p0), 0),
                           state[name], stream.grad, params, stream[anchor])
@@ -121,7 +122,7 @@ def coin_bet(
 
     def update_fn(updates, state, params, count, **extra):
         del count, extra
-        _need_params(params, "coin_bet")
+        require_params(params, "coin_bet")
         stream = as_stream(updates, "coin_bet")
 
         def one(p, p0, c, lmax, gsum, r):

@@ -25,6 +25,7 @@ from optlab.stream import (
     own_copy,
     per_dtype,
     primitive,
+    require_params,
     scalar_as,
     tree_map,
     zeros_like,
@@ -337,8 +338,7 @@ def dual_averaging(
 
     def update_fn(updates, state, params, count, **extra):
         del count, extra
-        if params is None:
-            raise ValueError("dual_averaging needs params: call update(updates, state, params)")
+        require_params(params, "dual_averaging")
         stream = as_stream(updates, "dual_averaging")
 
         def one(s, v, x0, p):

@@ -16,7 +16,6 @@ Vocabulary added here:
 """
 
 
-from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -31,18 +30,18 @@ from optlab.optimizers import _check_args
 from optlab.regularizers import decoupled_weight_decay, scale_by_learning_rate
 from optlab.stream import (
     GRAD,
+    Mask,
     Primitive,
     as_stream,
     cast_like,
     chain,
     increment,
     primitive,
+    require_params,
     scalar_as,
     tree_map,
     zeros_like,
 )
-
-Mask = Any | Callable[[Any], Any] | None
 
 __all__ = ["clipped_ratio", "hessian_diagonal_ema", "sophia"]
 
@@ -72,9 +71,7 @@ def hessian_diagonal_ema(
         return {name: zeros_like(params), "hessian_fn_state": estimator.init(params)}
 
     def update_fn(updates, state, params, count, **extra):
-        if params is None:
-            raise ValueError("hessian_diagonal_ema needs params: call update(updates, state, "
-                             "params, obj_fn=...)")
+        require_params(params, "hessian_diagonal_ema", extra=", obj_fn=...")
         stream = as_stream(updates, "hessian_diagonal_ema")
         grads = stream[GRAD]
 

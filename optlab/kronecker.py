@@ -54,7 +54,6 @@ __all__ = [
     "skip_first",
 ]
 
-Mask = Any | Callable[[Any], Any] | None
 Factors = tuple[jax.Array | None, ...]
 
 

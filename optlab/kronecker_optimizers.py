@@ -6,14 +6,12 @@ primitives in :mod:`optlab.kronecker`: the factors accumulated per matrix, their
 from typing import Literal
 
 import jax.numpy as jnp
-import optax
 from optax import ScalarOrSchedule
 
 from optlab import _checks
 from optlab.accumulators import ema, ema_of_square, sum_of_squares
 from optlab.combiners import select
 from optlab.kronecker import (
-    Mask,
     _check_factor_args,
     eigenbasis,
     inverse_root,
@@ -23,8 +21,9 @@ from optlab.kronecker import (
     rotated_ratio,
     skip_first,
 )
+from optlab.optimizers import chain
 from optlab.regularizers import decoupled_weight_decay, scale_by_learning_rate
-from optlab.stream import Primitive, chain
+from optlab.stream import Mask, Primitive
 
 __all__ = ["shampoo", "soap"]
 
@@ -99,7 +98,7 @@ def shampoo(
     graft_stat = {"adam": ema_of_square("nu", b2, debias=True) if graft == "adam" else None,
                   "adagrad": sum_of_squares("sum_of_squares"), "sgd": None, None: None}[graft]
     denominator = {"adam": "nu", "adagrad": "sum_of_squares"}.get(graft)
-    return _chain(
+    return chain(
         graft_stat,
         kronecker_factors("GG", b2, **axes),
         inverse_root("GG", "P", every=precondition_frequency, eps=eps, **axes),
@@ -181,7 +180,7 @@ def soap(
     _check_factor_args(max_precond_dim, precondition_frequency)
     _checks.check_choice("eigenbasis_method", eigenbasis_method, ["qr", "eigh"])
     axes = dict(max_precond_dim=max_precond_dim, precondition_1d=precondition_1d)
-    return _chain(
+    return chain(
         kronecker_factors("GG", factor_decay, **axes),
         eigenbasis("GG", "Q", every=precondition_frequency, method=eigenbasis_method, **axes),
         skip_first("g", "g_skip"),
@@ -199,7 +198,3 @@ def _after_first_step(rate: ScalarOrSchedule) -> ScalarOrSchedule:
     if not callable(rate) and _checks._concrete_scalar(rate) == 0.0:
         return rate
     return lambda count: jnp.where(count > 0, _checks.resolve(rate, count), 0.0)
-
-
-def _chain(*transforms: optax.GradientTransformation | None) -> Primitive:
-    return chain(*(t for t in transforms if t is not None))

@@ -28,11 +28,11 @@ from optlab.stream import (
     Primitive,
     abs_sq,
     cast_like,
-    check_same_structure,
     empty_init,
     expect_plain,
     per_dtype,
     primitive,
+    require_params,
     scalar_as,
     tree_map,
 )
@@ -46,12 +46,6 @@ __all__ = [
     "novograd",
     "trust_ratio",
 ]
-
-
-def _needs_params(params: Any, updates: Any, who: str) -> None:
-    if params is None:
-        raise ValueError(f"{who} needs params: call update(updates, state, params)")
-    check_same_structure(params, updates, f"{who}: params", "the updates")
 
 
 def _apply_mask(mask: Mask, fn, updates: Any, params: Any) -> Any:
@@ -106,7 +100,7 @@ def trust_ratio(
     def update_fn(updates, state, params, count, **extra):
         del count, extra
         expect_plain(updates, "trust_ratio")
-        _needs_params(params, updates, "trust_ratio")
+        require_params(params, "trust_ratio", like=updates)
         return _apply_mask(mask, lambda u, p: tree_map(one, u, p), updates, params), state
 
     return primitive(empty_init, update_fn, counted=False)
@@ -125,7 +119,7 @@ def norm_preserving_step(learning_rate: ScalarOrSchedule) -> Primitive:
     def update_fn(updates, state, params, count, **extra):
         del extra
         expect_plain(updates, "norm_preserving_step")
-        _needs_params(params, updates, "norm_preserving_step")
+        require_params(params, "norm_preserving_step", like=updates)
         lr = _checks.resolve(learning_rate, count)
         shrink = 1 / (1 + lr**2) ** 0.5
         a, b = per_dtype(lambda _: -(lr * shrink)), per_dtype(lambda _: shrink - 1)

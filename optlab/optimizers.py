@@ -41,10 +41,8 @@ from optlab.regularizers import (
     l2_penalty,
     scale_by_learning_rate,
 )
-from optlab.stream import Primitive
+from optlab.stream import Mask, Primitive
 from optlab.stream import chain as _chain
-
-Mask = Any | Callable[[Any], Any] | None
 
 
 def chain(*transforms: optax.GradientTransformation | None) -> Primitive:

@@ -27,7 +27,6 @@ params, as optax does. Notation: g gradient, θ params, θ₀ initial params, t 
 """
 
 
-from collections.abc import Callable
 from typing import Any, Literal
 
 import jax
@@ -41,6 +40,7 @@ from optlab.optimizers import _check_args
 from optlab.regularizers import l2_penalty, scale_by_learning_rate
 from optlab.stream import (
     GRAD,
+    Mask,
     Primitive,
     as_stream,
     cast_like,
@@ -50,13 +50,12 @@ from optlab.stream import (
     lowest_dtype,
     own_copy,
     primitive,
+    require_params,
     scalar_as,
     tree_inner,
     tree_map,
     zeros_like,
 )
-
-Mask = Any | Callable[[Any], Any] | None
 
 __all__ = [
     "dadapt_adamw",
@@ -81,11 +80,6 @@ __all__ = [
 def _scalar_dtype(params: Any) -> Any:
     """optax's dtype for scalar statistics: the lowest-precision dtype of the params."""
     return lowest_dtype(params)
-
-
-def _need_params(params: Any, who: str) -> None:
-    if params is None:
-        raise ValueError(f"{who} needs params: call update(updates, state, params)")
 
 
 def _scale(scalar: Any, x: jax.Array) -> jax.Array:
@@ -149,7 +143,7 @@ def max_distance(
 
     def update_fn(updates, state, params, count, **extra):
         del count, extra
-        _need_params(params, "max_distance")
+        require_params(params, "max_distance")
         stream = as_stream(updates, "max_distance")
         dist = optax.tree.norm(optax.tree.sub(stream[anchor], params), squared=squared)
         r = jnp.maximum(state[name], dist).astype(state[name].dtype)
@@ -257,7 +251,7 @@ def prodigy_estimate(
 
     def update_fn(updates, state, params, count, **extra):
         del extra
-        _need_params(params, "prodigy_estimate")
+        require_params(params, "prodigy_estimate")
         stream = as_stream(updates, "prodigy_estimate")
         g, d = stream.grad, state["estim_lr"]
         sched = _checks.resolve(learning_rate, count)
@@ -367,7 +361,7 @@ def scaled_ratio(
 
         if decay_step is None and _checks._concrete_scalar(weight_decay) == 0.0:
             return tree_map(one, stream[numerator], stream[denominator]), state
-        _need_params(params, "scaled_ratio")
+        require_params(params, "scaled_ratio")
         return tree_map(one, stream[numerator], stream[denominator], params), state
 
     return primitive(empty_init, update_fn, counted=False)

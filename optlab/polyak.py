@@ -38,6 +38,7 @@ from optlab.stream import (
     increment,
     lowest_dtype,
     primitive,
+    require_params,
     scalar_as,
     tree_inner,
     tree_map,
@@ -63,11 +64,6 @@ def _loss_value(extra: dict[str, Any], who: str) -> Any:
         raise ValueError(f"{who} needs the loss: call update(grads, state, params, value=loss) "
                          "with loss, grads = jax.value_and_grad(loss_fn)(params)")
     return value
-
-
-def _need_params(params: Any, who: str) -> None:
-    if params is None:
-        raise ValueError(f"{who} needs params: call update(updates, state, params)")
 
 
 def _scalar_dtype(params: Any) -> Any:
@@ -174,7 +170,7 @@ def ema_of_inner_product(name: str, decay: ScalarOrSchedule, *, source: str = GR
     :math:`γ_t = βγ_{t-1} + (1-β)⟨x_t, θ_t⟩` (MoMo's ``gamma``, with x = g)."""
 
     def read(stream, params, extra):
-        _need_params(params, "ema_of_inner_product")
+        require_params(params, "ema_of_inner_product")
         return tree_inner(stream[source], params)
 
     return _scalar_ema(name, decay, read, "ema_of_inner_product")
@@ -221,7 +217,7 @@ def momentum_model_step(
 
     def update_fn(updates, state, params, count, **extra):
         del extra
-        _need_params(params, "momentum_model_step")
+        require_params(params, "momentum_model_step")
         stream = as_stream(updates, "momentum_model_step")
         d, barf, gamma, lb = stream[momentum], stream[loss], stream[inner], state["lb"]
         t = increment(count)

@@ -43,6 +43,7 @@ from optlab.stream import (
     chain,
     check_same_structure,
     primitive,
+    require_params,
     tree_inner,
     tree_map,
     zeros_like,
@@ -124,9 +125,7 @@ def secant_memory(name: str = "memory", memory_size: int = 10) -> Primitive:
         g = stream[GRAD]
         check_same_structure(g, state.params, "secant_memory: updates",
                              "the optimizer state (from params)")
-        if params is None:
-            raise ValueError("secant_memory (L-BFGS) needs params: call "
-                             "update(updates, state, params)")
+        require_params(params, "secant_memory (L-BFGS)")
         started = count > 0
         s = tree_map(jnp.subtract, params, state.params)
         y = tree_map(jnp.subtract, g, state.updates)

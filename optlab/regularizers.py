@@ -5,7 +5,6 @@ All act on plain update trees: coupled L2 and gradient noise go before the first
 scaling go after the combiner.
 """
 
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -16,17 +15,16 @@ from optax import ScalarOrSchedule
 
 from optlab import _checks
 from optlab.stream import (
+    Mask,
     Primitive,
-    check_same_structure,
     empty_init,
     expect_plain,
     increment,
     per_dtype,
     primitive,
+    require_params,
     tree_map,
 )
-
-Mask = Any | Callable[[Any], Any] | None
 
 __all__ = [
     "decoupled_weight_decay",
@@ -46,9 +44,7 @@ def _add_scaled_params(rate: ScalarOrSchedule, mask: Mask, who: str) -> Primitiv
         expect_plain(updates, who)
         if not callable(rate) and _checks._concrete_scalar(rate) == 0.0:
             return updates, state
-        if params is None:
-            raise ValueError(f"{who} needs params: call update(updates, state, params)")
-        check_same_structure(params, updates, f"{who}: params", "the updates")
+        require_params(params, who, like=updates)
         lam = per_dtype(lambda _: _checks.resolve(rate, count))
 
         def decay(u, p):

@@ -44,6 +44,7 @@ from optlab.stream import (
     lowest_dtype,
     own_copy,
     primitive,
+    require_params,
     tree_map,
 )
 
@@ -125,9 +126,7 @@ def schedule_free_iterates(
     def update_fn(updates, state, params, count, **extra):
         del extra
         expect_plain(updates, "schedule_free_iterates")
-        if params is None:
-            raise ValueError("schedule_free_iterates needs params: call "
-                             "update(updates, state, params)")
+        require_params(params, "schedule_free_iterates")
         check_same_structure(updates, state.z, "schedule_free_iterates: updates",
                              "the optimizer state (from params)")
         lr = learning_rate

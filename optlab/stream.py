@@ -144,6 +144,20 @@ def check_same_structure(tree: Any, reference: Any, what: str, reference_what: s
         )
 
 
+Mask = Any | Callable[[Any], Any] | None
+"""Which leaves a transform applies to: a tree of bools like the params, a function
+``params -> that tree``, or None (all leaves), as optax's ``mask`` arguments."""
+
+
+def require_params(params: Any, who: str, *, like: Any = None, extra: str = "") -> None:
+    """Refuses ``params=None`` in ``update`` with an error naming the transform ``who``; with
+    ``like`` (the updates), also checks that the params have its tree structure."""
+    if params is None:
+        raise ValueError(f"{who} needs params: call update(updates, state, params{extra})")
+    if like is not None:
+        check_same_structure(params, like, f"{who}: params", "the updates")
+
+
 def tree_map(fn, tree: Any, *rest: Any) -> Any:
     """``jax.tree.map`` that passes ``None`` leaves of ``tree`` through untouched."""
     return jax.tree.map(
