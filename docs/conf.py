@@ -118,6 +118,7 @@ def experiments_page() -> str:
     folder = ROOT / "experiments"
     names = reproduce.names(folder)
     rows = ["| experiment | claim | source | committed result |", "|---|---|---|---|"]
+    # "not run yet": no results.json committed in experiments/results/NAME/
     for name in names:
         e = reproduce.load(name, folder)
         record_path = folder / "results" / name / reproduce.RESULTS
@@ -142,7 +143,14 @@ def experiments_page() -> str:
         if not reports:
             out += ["No results are committed yet."]
         for report in reports:
-            out += [_shift_headings(_relocate(report.read_text(), report), 3), ""]
+            text = report.read_text()
+            # REPORT.md embeds the PNG figures; the animations are listed in results.json
+            record = report.parent / reproduce.RESULTS
+            figures = json.loads(record.read_text()).get("figures", []) \
+                if record.is_file() else []
+            text += "".join(f"\n![{name}]({name})\n" for name in figures
+                            if not name.endswith(".png") and f"]({name})" not in text)
+            out += [_shift_headings(_relocate(text, report), 3), ""]
     return "\n".join(out).rstrip() + "\n"
 
 
