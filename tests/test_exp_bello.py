@@ -1,0 +1,71 @@
+"""Helpers of experiments/bello.py: the sign-agreement detector, the learning-rate grids, the
+raveled interpreter and the method zoo."""
+
+from __future__ import annotations
+
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from optlab import reproduce
+
+reproduce.load("bello")
+bello = sys.modules["optlab_experiments.bello"]
+
+
+@pytest.mark.parametrize("formula", [
+    "exp(sign(g) * sign(m)) * g",  # PowerSign
+    "(1 + sign(g) * sign(m)) * g",  # AddSign
+    "exp(ld * sign(g) * sign(m)) * g",  # PowerSign-ld: the product is split by ld
+    "(1 + cd * sign(m) * sign(g)) * g",
+    "sign(g * m) * g",
+    "sign(g) / (sign(m) + 1e-8)",
+    "-(sign(g) * sign(m / (sqrt(v) + eps)))",
+    "abs(2) ^ (sign(g) * sign(m)) * g",
+])
+def test_agreement_found(formula):
+    assert bello.agreement(formula)
+
+
+@pytest.mark.parametrize("formula", [
+    "g", "sign(g) * g", "m / (sqrt(v) + eps)", "sign(m) * sqrt(abs(g))",
+    "sign(g) + sign(m)", "exp(sign(g)) * sign(v)", "sign(g * v) * m",
+])
+def test_agreement_absent(formula):
+    assert not bello.agreement(formula)
+
+
+def test_lr_grid_half_decades_around_the_centre():
+    assert bello.lr_grid(0.1, 5) == [0.01, 0.0316, 0.1, 0.316, 1.0]
+    assert bello.lr_grid(1e-3, 3) == [0.000316, 0.001, 0.00316]
+    assert bello.lr_grid(0.01, 1) == [0.01]
+
+
+def test_flat_interpreter_equals_the_compiled_program():
+    """Raveling the parameters does not change a deterministic program's update."""
+    from optlab.search import compile_program, parse
+    from optlab.search.population import encode, interpreted
+
+    program = parse("exp(sign(g) * sign(m)) * g")
+    params = {"a": jnp.arange(6.0).reshape(2, 3) / 7, "b": jnp.array([0.5, -1.0])}
+    tx_flat = bello.flat(interpreted(jnp.asarray(encode(program, 2)), 0.1))
+    tx = compile_program(program, 0.1)
+    s_flat, s = tx_flat.init(params), tx.init(params)
+    for k in range(3):
+        g = jax.tree.map(lambda p, k=k: jnp.sin(p * (k + 1) + 0.3), params)
+        u_flat, s_flat = tx_flat.update(g, s_flat, params)
+        u, s = tx.update(g, s, params)
+        for a, b in zip(jax.tree.leaves(u_flat), jax.tree.leaves(u), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", bello.METHODS)
+def test_every_method_updates(name):
+    params = {"w": jnp.ones(3)}
+    tx = bello.make_optimizer(name, 0.1, total_steps=10)
+    state = tx.init(params)
+    u, _ = tx.update({"w": jnp.array([1.0, -2.0, 0.5])}, state, params)
+    assert np.all(np.isfinite(u["w"])) and np.any(u["w"] != 0)
