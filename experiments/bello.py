@@ -501,7 +501,7 @@ def config(quick: bool) -> dict[str, Any]:
             ],
             "search": {"budget": 4, "population": 4, "groups": 2, "lrs": [1e-2, 1e-1],
                        "epochs": 1, "batch": 128, "train_size": 512},
-            "top": 3, "cifar_train_size": 256,
+            "top": 3, "cifar_train_size": 256, "cifar_eval_size": 200,
         }
     return {
         "methods": METHODS,
@@ -515,7 +515,7 @@ def config(quick: bool) -> dict[str, Any]:
         ],
         "search": {"budget": 384, "population": 64, "groups": 2, "lrs": [1e-3, 1e-2, 1e-1],
                    "epochs": 2, "batch": 128, "train_size": None},
-        "top": 10, "cifar_train_size": 5000,
+        "top": 10, "cifar_train_size": 5000, "cifar_eval_size": 2000,
     }
 
 
@@ -535,9 +535,11 @@ def cifar10_task(cfg: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
         return None, ("CIFAR-10 skipped: no local copy (set OPTLAB_CIFAR10_DIR to the "
                       "cifar-10-batches-py folder to include it).")
     convnet = next(t for t in cfg["tasks"] if t["model"] == "convnet")
-    return ({**convnet, "name": "cifar10-convnet", "dataset": "cifar10",
-             "train_size": cfg["cifar_train_size"]},
-            f"CIFAR-10 from {where}, training subset of {cfg['cifar_train_size']:,} images.")
+    n, n_eval = cfg["cifar_train_size"], cfg["cifar_eval_size"]
+    return ({**convnet, "name": "cifar10-convnet", "dataset": "cifar10", "train_size": n,
+             "eval_size": n_eval},
+            f"CIFAR-10 from {where} (CPU-sized: the first {n:,} training images, the first "
+            f"{n_eval:,} validation and test images).")
 
 
 def run(ctx: Context) -> Outcome:

@@ -69,3 +69,27 @@ def test_every_method_updates(name):
     state = tx.init(params)
     u, _ = tx.update({"w": jnp.array([1.0, -2.0, 0.5])}, state, params)
     assert np.all(np.isfinite(u["w"])) and np.any(u["w"] != 0)
+
+
+def test_cifar10_task_needs_a_local_copy(tmp_path, monkeypatch):
+    """Without OPTLAB_CIFAR10_DIR the CIFAR-10 task is skipped with a note; with a (here
+    fake) local copy it is the ConvNet task on a subset of CIFAR-10."""
+    import pickle
+
+    from optlab.tasks import load_dataset
+
+    cfg = bello.config(quick=True)
+    monkeypatch.delenv("OPTLAB_CIFAR10_DIR", raising=False)
+    task, note = bello.cifar10_task(cfg)
+    assert task is None and "OPTLAB_CIFAR10_DIR" in note
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"data": rng.integers(0, 256, (300, 3072), dtype=np.uint8),
+                 b"labels": rng.integers(0, 10, 300).tolist()}
+        (tmp_path / name).write_bytes(pickle.dumps(batch))
+    monkeypatch.setenv("OPTLAB_CIFAR10_DIR", str(tmp_path))
+    task, note = bello.cifar10_task(cfg)
+    assert task["dataset"] == "cifar10" and task["model"] == "convnet"
+    data = bello.subset(load_dataset("cifar10"), task["train_size"], task["eval_size"])
+    assert data.x_train.shape == (256, 32, 32, 3)
+    assert (len(data.y_val), len(data.y_test)) == (150, 200)  # val: 10 % of 1,500
