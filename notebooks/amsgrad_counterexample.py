@@ -160,7 +160,8 @@ for ax, pname in zip(axes, PROBLEMS, strict=True):
     ax.grid(alpha=0.3)
 axes[0].set_ylabel("iterate $x_t$")
 axes[0].legend(fontsize=8)
-fig.suptitle("Adam converges to the worst point, AMSGrad to the optimum")
+fig.suptitle("Adam goes to the worst point x = +1 on both problems, AMSGrad towards the "
+             "optimum x* = −1")
 plt.show()
 
 # %% [markdown]
@@ -212,16 +213,19 @@ fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
 for ax, pname in zip(axes, PROBLEMS, strict=True):
     for name in OPTIMIZERS:
         r = average_regret(pname, xs[pname, name])
-        ax.plot(t, r.mean(axis=0), color=COLORS[name], label=name)
+        m, s = r.mean(axis=0), r.std(axis=0)
+        ax.plot(t, m, color=COLORS[name], label=name)
+        ax.fill_between(t, np.maximum(m - s, m / 10), m + s, color=COLORS[name], alpha=0.2)
     loss = PROBLEMS[pname].loss
     worst = float(loss(jnp.array([1.0])) - loss(jnp.array([-1.0])))
     ax.axhline(worst, color="k", ls=":", lw=1, label="regret of x = +1")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("step T")
-    ax.set_title(f"{pname} problem")
+    ax.set_title(f"{pname} problem" + (f" ({SEEDS} seeds, mean ± std)"
+                                       if pname == "stochastic" else ""))
     ax.grid(alpha=0.3)
-axes[0].set_ylabel("average regret $R_T / T$" + f" (stochastic: mean of {SEEDS} seeds)")
+axes[0].set_ylabel("average regret $R_T / T$")
 axes[0].legend(fontsize=8)
 plt.show()
 

@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 import optax
+from matplotlib.ticker import MaxNLocator
 
 import optlab
 from optlab import search
@@ -224,8 +225,9 @@ ax.plot(np.arange(1, len(rewards) + 1), np.fmax.accumulate(np.nan_to_num(finite,
 for name in ("Adam", "PowerSign"):
     e = evaluations[list(known).index(name)]
     ax.axhline(e.reward, ls=":", color="k" if name == "Adam" else "tab:purple",
-               label=f"{name} (hand-written)")
-ax.set_xlabel("candidate")
+               label=f"{name} (the known program above)")
+ax.set_xlabel("candidate (in evaluation order)")
+ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 ax.set_ylabel("reward (validation accuracy)")
 ax.set_title("Regularized evolution in Bello et al.'s space (diverged runs not shown)")
 ax.legend(fontsize=8)

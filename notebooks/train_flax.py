@@ -37,6 +37,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import optax
 from flax import nnx
+from matplotlib.ticker import MaxNLocator
 
 import optlab
 from optlab.tasks import load_dataset
@@ -140,6 +141,8 @@ ax1.set_ylabel("training loss (cross-entropy)")
 ax2.plot(epochs, history["val_accuracy"], marker="o", color="tab:green")
 ax2.set_xlabel("epoch")
 ax2.set_ylabel("validation accuracy")
+for ax in (ax1, ax2):
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 fig.suptitle("Own loop: MLP on MNIST-1D with optlab.adamw (one seed)")
 plt.show()
 
@@ -202,6 +205,7 @@ for ax, (name, result) in zip(axes, results.items(), strict=True):
         ax.fill_between(epochs, m - s, m + s, alpha=0.2, color=line.get_color())
     ax.set_title(f"optlab.{name}")
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
 axes[0].set_ylabel(f"validation accuracy (mean ± std, {SEEDS} seeds)")
