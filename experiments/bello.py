@@ -4,37 +4,43 @@ ICML 2017, arXiv 1709.07417).
 Paper: an RNN controller trained with PPO writes update rules in a space of primitives
 (operands g, m̂, v̂, sign(g), sign(m̂), decays ld/cd/rd, ...; unary and binary functions); each
 candidate trains a small two-layer 3×3 ConvNet (32 filters, ReLU, batch normalization) on
-CIFAR-10 for a few epochs and is rewarded with its validation accuracy. Many of the best
+CIFAR-10 for a few epochs and is rewarded with its validation accuracy. Several of the best
 rules found multiply the gradient by a function of the sign agreement sign(g)·sign(m̂), which
 the paper distils into PowerSign, e^(s_t·sign(g)·sign(m̂))·g, and AddSign,
 (1 + s_t·sign(g)·sign(m̂))·g, with s_t = 1 or a linear (ld), cyclical (cd) or restart (rd) sign
 decay. The claims tested here: (a) on the child ConvNet the found optimizers match or beat SGD,
 Momentum, Adam and RMSProp, and they transfer to other networks and tasks (the paper: a Wide
-ResNet on CIFAR-10, ImageNet, GNMT); the decayed variants do best; (b) the search's best rules
-are built on the sign agreement and beat the baselines.
+ResNet on CIFAR-10, ImageNet, GNMT), especially with a sign decay (the issue's reading);
+(b) the search's best rules are built on the sign agreement and beat the baselines.
 
 What we run. (a) Every method — SGD, Momentum (0.9), Adam, RMSProp (decay 0.9, TF's default),
 PowerSign and AddSign (β = 0.9, TF-contrib semantics, ``optlab.powersign`` / ``optlab.addsign``)
-with no decay, ld, cd and rd (``optlab.schedules.linear_sign_decay(T)``,
-``cosine_sign_decay(T, num_periods=1.5)``: 1 → 0 → 1 → 0, and ``restart_sign_decay(T,
-num_periods=3)``: three restarts, T = the run's total number of updates) — on two tasks: the
-paper's child ConvNet (``convnet``) on MNIST-5k (3,600 train / 400 validation / 1,000 test) and,
-as a transfer task, the MNIST-1D MLP (``mlp``; 3,600 / 400 / 1,000); CIFAR-10 too when
-``OPTLAB_CIFAR10_DIR`` names a local copy (on a training subset, see ``config``). Every
-method gets a learning-rate grid of the same size and spacing (half decades) around its
-conventional default (SGD, PowerSign, AddSign 0.1 — TF-contrib's defaults for the sign rules —
-Momentum 0.01, Adam and RMSProp 0.001): 5 values on MNIST-1D, tuned over all seeds; 3 on the
-ConvNet, tuned on the first seed (the paper's child picks its learning rate from a short run),
-then the other seeds train at the chosen value. The learning rate is selected on the final
-validation accuracy, the test accuracy is reported (mean ± std over 3 seeds). (b) A search
-with ``optlab.search`` (regularized evolution, the issue's stand-in for the PPO controller,
-which optlab also has) over 2-group programs in the full primitive space, children = the
-MNIST-1D MLP trained 2 epochs at learning rates 1e-3, 1e-2, 1e-1 (reward: validation
+with no decay, ld, cd and rd (``optlab.schedules.linear_sign_decay(T)``, ``cosine_sign_decay(T,
+num_periods=1.5)``: 1 → 0 → 1 → 0, and ``restart_sign_decay(T, num_periods=3)``: three restarts,
+T = the run's total number of updates) — on two tasks: the paper's child ConvNet (``convnet``)
+on MNIST-5k (3,600 train / 400 validation / 1,000 test) and, as a transfer task, the MNIST-1D
+MLP (``mlp``; 3,600 / 400 / 1,000); CIFAR-10 too when ``OPTLAB_CIFAR10_DIR`` names a local copy
+(on a training subset, see ``config``). Every method gets a learning-rate grid of the same size
+and spacing (half decades) around its conventional default (SGD, PowerSign, AddSign 0.1 —
+TF-contrib's defaults for the sign rules — Momentum 0.01, Adam and RMSProp 0.001): 5 values on
+MNIST-1D, tuned over all seeds; 3 on the ConvNet, tuned on the first seed (to fit the CPU
+budget), then the other seeds train at the chosen value. The learning rate is selected on the
+final validation accuracy, the test accuracy is reported (mean ± std over 3 seeds). (b) A search
+with ``optlab.search`` — regularized evolution (Real et al. 2019, who found it at least as
+sample-efficient as reinforcement learning for architecture search) rather than the paper's PPO
+controller, which optlab also has — over 2-group programs in the full primitive space, children
+= the MNIST-1D MLP trained 2 epochs at learning rates 1e-3, 1e-2, 1e-1 (reward: validation
 accuracy); every program of the top 10 is parsed back from its formula and searched for the
 agreement subexpression (a product or quotient of a sign of g and a sign of m̂, also inside
 longer products, or sign(g·m̂)); the best program is compiled (``optlab.search.compile``) and
 retrained like the MNIST-1D baselines, on seeds the search never used, with a 5-value grid
-around its best search learning rate.
+around its best search learning rate. The search is driven through optlab.search's Python API
+(``RegularizedEvolution`` ask / tell, ``program_hash`` deduplication, ``population.encode`` and
+``interpreted``, ``run.load_log`` / ``run.top`` on a log in ``optlab search``'s format) rather
+than ``optlab.search.run.search``: that loop trains every population through ``optlab.train``,
+which compiles the interpreter anew at each call (about 20 s of CPU per population here), while
+this experiment's step is compiled once for the whole search, with the parameters raveled into
+one vector so that the interpreter is traced once rather than once per parameter leaf.
 
 Differences from the paper and why: a 2-core CPU budget. The child trains 2 epochs of
 MNIST-5k (batch 32, 224 updates) instead of 5 epochs of CIFAR-10, and the transfer task is
