@@ -173,7 +173,26 @@ def tasks_page() -> str:
     return "\n".join(out) + "\n"
 
 
+def zoo_primitives_page() -> str:
+    """The primitives the zoo's modules add to the vocabulary: each module's public
+    callables (``__all__``) less the optimizers and what zoo.md documents already."""
+    zoo = (DOCS / "zoo.md").read_text()
+    modules = sorted({getattr(optlab, n).__module__ for n in optlab.OPTIMIZERS}
+                     | {"optlab.lipschitz"})
+    out = []
+    for name in modules:
+        module = sys.modules[name]
+        members = [m for m in getattr(module, "__all__", ())
+                   if callable(getattr(module, m)) and m not in optlab.OPTIMIZERS
+                   and f"optlab.{m}\n" not in zoo]
+        if members:
+            out += [f"### `{name}`", "", "```{eval-rst}", f".. automodule:: {name}",
+                    f"   :members: {', '.join(members)}", "```", ""]
+    return "\n".join(out)
+
+
 _write_if_changed(GENERATED / "experiments.md", experiments_page())
+_write_if_changed(GENERATED / "zoo_primitives.md", zoo_primitives_page())
 _write_if_changed(GENERATED / "tasks.md", tasks_page())
 
 
