@@ -178,7 +178,7 @@ def zoo_primitives_page() -> str:
     callables (``__all__``) less the optimizers and what zoo.md documents already."""
     zoo = (DOCS / "zoo.md").read_text()
     modules = sorted({getattr(optlab, n).__module__ for n in optlab.OPTIMIZERS}
-                     | {"optlab.lipschitz"})
+                     | {"optlab.lipschitz", "optlab.kronecker"})
     out = []
     for name in modules:
         module = sys.modules[name]
