@@ -526,7 +526,7 @@ def adafactor(
         select("mu") if momentum is not None else None,
         decoupled_weight_decay(weight_decay_rate, weight_decay_mask)
         if weight_decay_rate is not None else None,
-        optax.scale(-1.0),
+        scale_by_learning_rate(1.0),
     )
 
 

@@ -485,7 +485,7 @@ def prodigy(
         ema_of_square("exp_avg_sq", beta2, source="dg"),
         scaled_ratio("exp_avg", "exp_avg_sq", eps=eps, step="dlr", eps_scale="estim_lr",
                      weight_decay=weight_decay, decay_step="dlr"),
-        optax.scale(-1.0),
+        scale_by_learning_rate(1.0),
     )
 
 
@@ -517,5 +517,5 @@ def dadapt_adamw(
         ema("exp_avg", beta1, source="dlr_g"),
         scaled_ratio("exp_avg", "exp_avg_sq", eps=eps, weight_decay=weight_decay,
                      decay_step="dlr"),
-        optax.scale(-1.0),
+        scale_by_learning_rate(1.0),
     )

@@ -199,9 +199,9 @@ def momentum_model_step(
     .. math::
        τ_t = \min\Big(\frac{α}{b_t},\ \frac{\big(c(\bar f_t - b_t h - γ_t) + ⟨d_t, θ_t⟩\big)_+}
              {‖d_t‖^2_{D}}\Big),\qquad
-       u_t = \frac{αλ}{c}θ_t + τ_t D^{-1} d_t
+       u_t = -\frac{αλ}{c}θ_t - τ_t D^{-1} d_t
 
-    (returned as the ascent direction; the optimizer negates it). Without ``second_moment``,
+    (the step itself: the optimizer ends here). Without ``second_moment``,
     D = 1 and :math:`b_t = 1` (MoMo); with it, :math:`D = ε + \sqrt{v_t/(1-β_2^t)}` and
     :math:`b_t = 1 - β_1^t` (MoMo-Adam, ``b1`` required). τ = 0 when :math:`‖d‖_D^2` is 0.
     With ``adapt_lower_bound`` the state's h is lowered online (the paper's MoMo*):
@@ -241,8 +241,8 @@ def momentum_model_step(
         tau = jnp.minimum(alpha / bc1, polyak)
         shrink = alpha * weight_decay / c
 
-        def one(x, p):
-            return (scalar_as(shrink, p) * p + scalar_as(tau, x) * x).astype(p.dtype)
+        def one(x, p):  # the signs folded in, so XLA fuses θ + u into one subtract
+            return (scalar_as(-shrink, p) * p - scalar_as(tau, x) * x).astype(p.dtype)
 
         out = tree_map(one, direction, params)
         if adapt_lower_bound:
@@ -289,7 +289,6 @@ def momo(
         ema_of_inner_product("gamma", bt),
         momentum_model_step("exp_avg", learning_rate=learning_rate, weight_decay=weight_decay,
                             lower_bound=lower_bound, adapt_lower_bound=adapt_lower_bound),
-        optax.scale(-1.0),
     )
 
 
@@ -327,5 +326,4 @@ def momo_adam(
         momentum_model_step("exp_avg", "exp_avg_sq", learning_rate=learning_rate,
                             weight_decay=weight_decay, lower_bound=lower_bound,
                             adapt_lower_bound=adapt_lower_bound, b1=b1, b2=b2, eps=eps),
-        optax.scale(-1.0),
     )

@@ -153,14 +153,18 @@ def scale_by_learning_rate(
     r"""Multiplies the update by :math:`-η_t` (or :math:`+η_t` with ``flip_sign=False``).
 
     ``learning_rate`` is a non-negative constant or a schedule of the step (0 at the first
-    update). The update keeps its dtype (bfloat16 stays bfloat16).
+    update). The update keeps its dtype (bfloat16 stays bfloat16). With η = 1 this is a
+    negation (optimizers whose combiner already holds the step size end with it).
     """
     _checks.check_learning_rate(learning_rate)
     sign = -1.0 if flip_sign else 1.0
+    unit = _checks._concrete_scalar(learning_rate) == 1.0
 
     def update_fn(updates, state, params, count, **extra):
         del params, extra
         expect_plain(updates, "scale_by_learning_rate")
+        if unit:  # −u as a negation, which XLA folds into θ − u (a multiply by −1 it keeps)
+            return (tree_map(jnp.negative, updates) if flip_sign else updates), state
         lr = per_dtype(lambda _: sign * _checks.resolve(learning_rate, count))
 
         def one(u):

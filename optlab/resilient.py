@@ -11,10 +11,10 @@ iRprop⁻ (Igel & Hüsken 2003), which ``torch.optim.Rprop`` and ``optax.rprop``
 from typing import Any
 
 import jax.numpy as jnp
-import optax
 
 from optlab import _checks
 from optlab.optimizers import chain
+from optlab.regularizers import scale_by_learning_rate
 from optlab.stream import (
     Primitive,
     as_stream,
@@ -133,5 +133,5 @@ def rprop(
     return chain(
         sign_adapted_step(learning_rate, eta_minus, eta_plus, min_step_size, max_step_size,
                           one_step_late=one_step_late),
-        optax.scale(-1.0),
+        scale_by_learning_rate(1.0),
     )
