@@ -289,6 +289,7 @@ def run(ctx: Context) -> Outcome:
             stats[arch][m] = {
                 "best_log_wd_per_lr": bw.tolist(), "slope": slope, "r": r,
                 "slope_per_seed": per_seed,
+                "edge_columns": int(np.sum(np.isin(bw, (log_wd[f][0], log_wd[f][-1])))),
                 "slope_optax_parameterization": slope - 1.0 if DECOUPLED[m] else None,
                 "interaction_share": interaction_share(filled),
                 "selected": {"log_lr": log_lr[f][vi[1]], "log_wd": log_wd[f][vi[0]]},
@@ -322,12 +323,13 @@ def run(ctx: Context) -> Outcome:
             rows.append([ARCHS[arch], m, f"{st['slope']:+.2f} (r = {st['r']:+.2f})",
                          f"{np.mean(st['slope_per_seed']):+.2f} ± "
                          f"{np.std(st['slope_per_seed']):.2f}",
-                         f"{st['interaction_share']:.2f}",
+                         f"{st['interaction_share']:.2f}", f"{st['edge_columns']}",
                          f"α = {10 ** sel['log_lr']:.3g}, λ = {10 ** sel['log_wd']:.2g}",
                          fmt_pm(st["selected_test_error"], 100)])
     table = markdown_table(
         ["network", "method", "slope d log λ*/d log α (mean map)",
          "slope, one seed's map (mean ± std)", "interaction share",
+         "α columns with λ* at the grid's edge",
          "selected on validation", "test error % (mean ± std)"], rows)
     diffs = []
     for arch in archs:
@@ -335,7 +337,9 @@ def run(ctx: Context) -> Outcome:
         b = np.asarray(stats[arch]["Adam + L2"]["selected_test_error"]) * 100
         pooled = math.sqrt((a.var() + b.var()) / 2)
         diffs.append(f"{ARCHS[arch]}: AdamW − (Adam + L2) = {a.mean() - b.mean():+.1f} points "
-                     f"(pooled std {pooled:.1f})")
+                     f"(pooled std {pooled:.1f}: "
+                     + ("larger than" if abs(a.mean() - b.mean()) > pooled else "within")
+                     + " the seed-to-seed spread)")
     verdict_lines = "\n".join(f"- {k}: {'yes' if v else 'no'}" for k, v in checks.items())
     optax_note = ", ".join(
         f"{ARCHS[a]} {m} {stats[a][m]['slope_optax_parameterization']:+.2f}"
@@ -355,8 +359,14 @@ def run(ctx: Context) -> Outcome:
         f"{optax_note}. Normalized weight decay: λ_norm = λ / {norm:.4f}. Test error "
         "difference of the val-selected settings: " + "; ".join(diffs) + ".\n\n"
         "Checks (each decided from the measurements):\n" + verdict_lines + "\n\n"
-        + ("Verdict: the quick mode is too small to decide." if ctx.quick else
-           f"Verdict: {'reproduced' if reproduced else 'not reproduced'} — every check must "
+        + "".join(
+            f"{ARCHS[a]}: "
+            + ("every part holds." if all(v for k, v in checks.items() if k.startswith(a + ":"))
+               else "fails: " + "; ".join(k.split(": ", 1)[1] for k, v in checks.items()
+                                         if k.startswith(a + ":") and not v) + ".")
+            + "\n" for a in archs)
+        + ("\nVerdict: the quick mode is too small to decide." if ctx.quick else
+           f"\nVerdict: {'reproduced' if reproduced else 'not reproduced'} — every check must "
            "hold on both networks.")
     )
     results = {
