@@ -93,3 +93,23 @@ def test_cifar10_task_needs_a_local_copy(tmp_path, monkeypatch):
     data = bello.subset(load_dataset("cifar10"), task["train_size"], task["eval_size"])
     assert data.x_train.shape == (256, 32, 32, 3)
     assert (len(data.y_val), len(data.y_test)) == (150, 200)  # val: 10 % of 1,500
+
+
+def test_runner_per_step_equals_per_epoch():
+    """The ConvNet's loop (one compiled step per mini-batch) trains exactly as the MNIST-1D
+    loop (a whole epoch per call), here on a small MLP problem; divergence is caught."""
+    import functools
+
+    from optlab.tasks import load_dataset
+
+    data = bello.subset(load_dataset("mnist1d"), 256, 200)
+    methods = [functools.partial(bello.named, name=n) for n in ("Adam", "PowerSign-cd")]
+    runs = {}
+    for per_step in (False, True):
+        runner = bello.Runner(data, "mlp", methods, batch=64, epochs=2, per_step=per_step)
+        runs[per_step] = [runner.run(m, 1e-2, 1000) for m in (0, 1)]
+        assert runner.run(0, 1e9, 1000)["diverged"]
+    for a, b in zip(runs[False], runs[True], strict=True):
+        np.testing.assert_allclose(a["train_loss"], b["train_loss"], rtol=1e-5)
+        np.testing.assert_allclose(a["test"], b["test"], atol=1e-3)
+        assert not a["diverged"] and len(a["test"]) == 2
