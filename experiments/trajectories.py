@@ -6,8 +6,8 @@ The paper's figure shows SGD, Momentum, NAG, Adagrad, Adadelta and RMSprop (Adam
 it). Its reading (Section 4.9): on Beale's contours, Adagrad, Adadelta and RMSprop "almost
 immediately head off in the right direction and converge similarly fast, while Momentum and
 NAG are led off-track", NAG correcting its course sooner thanks to its look-ahead; on the
-saddle, SGD, Momentum and NAG "find it difficult to break symmetry", the latter two
-eventually escaping, while Adagrad, RMSprop and Adadelta "quickly head down the negative
+saddle, SGD, Momentum and NAG have a hard time breaking the symmetry (the latter two
+eventually escape), while Adagrad, RMSprop and Adadelta "quickly head down the negative
 slope". No numbers are given: the claim is qualitative, and we turn each part into a
 measured check (below). We add Adam (the issue counts it with the adaptive methods) and
 PowerSign, AddSign and Lion (reported, not part of the claim).
