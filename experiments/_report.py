@@ -48,10 +48,10 @@ def main() -> int:
             continue
         checks = record.get("checks") or {}
         held = sum(bool(v) for v in checks.values())
-        rows.append([f"[`{name}`](#{name.replace('_', '-')})", experiment.title,
+        rows.append([f"`{name}`", experiment.title,
                      experiment.source, f"**{reproduce.verdict(record['reproduced'])}**",
                      f"{held} / {len(checks)}" if checks else ""])
-        sections.append(f'<a id="{name.replace("_", "-")}"></a>\n\n' + _section(name, record))
+        sections.append(_section(name, record))
     env = reproduce.environment()
     head = [
         "# Experiments: published claims, measured",
