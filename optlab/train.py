@@ -467,6 +467,69 @@ def _over_runs(fn: Callable, runs: int, in_axes: tuple, run_batch: int = 1,
     return mapped
 
 
+def _setting_key(obj: Any) -> Any:
+    """A hashable key, equal only for settings that behave the same: functions, closures and
+    built transforms by identity (a redefined function is another key), ``functools.partial``
+    and containers recursively, arrays by content, numbers with their type."""
+    if obj is None or isinstance(obj, bool | int | float | str):
+        return (type(obj).__name__, obj)
+    if isinstance(obj, np.ndarray | jax.Array | np.generic):
+        return describe(obj)["sha256"] if isinstance(obj, np.ndarray | jax.Array) else (
+            str(obj.dtype), obj.item())
+    if isinstance(obj, functools.partial):
+        return ("partial", _setting_key(obj.func), _setting_key(list(obj.args)),
+                _setting_key(dict(obj.keywords)))
+    if isinstance(obj, Mapping):
+        return ("dict", tuple((_setting_key(k), _setting_key(v)) for k, v in obj.items()))
+    if isinstance(obj, list | tuple):
+        return ("seq", tuple(_setting_key(v) for v in obj))
+    hash(obj)  # functions, dataclasses, graph defs; TypeError when unhashable
+    return obj
+
+
+class _ProgramCache:
+    """Compiled training programs of recent ``train`` calls, reused by calls with the same
+    model, optimizer, schedule and settings (the search trains one population after another
+    with one program; tests and notebooks call ``train`` repeatedly). Least recently used
+    entries are dropped beyond ``size``."""
+
+    def __init__(self, size: int = 16):
+        self.size = size
+        self.entries: dict[Any, dict[str, Any]] = {}
+
+    def get(self, key: Any, build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        if key is None:
+            return build()
+        entry = self.entries.pop(key, None)
+        if entry is None:
+            entry = build()
+        self.entries[key] = entry  # most recent last
+        while len(self.entries) > self.size:
+            self.entries.pop(next(iter(self.entries)))
+        return entry
+
+
+_PROGRAMS = _ProgramCache()
+
+
+def _program_key(program: _Program, *settings: Any) -> Any:
+    """The cache key of a program with ``settings`` (run count, sharding, ...), or None when
+    a setting cannot be keyed (then nothing is cached)."""
+    try:
+        return (_setting_key(program.model_fn), _setting_key(program.optimizer_fn),
+                _setting_key(program.schedule), program.graph_train, program.graph_eval,
+                program.batch_size, program.steps_per_epoch, program.batch_sharding,
+                _setting_key(program.unroll), program.extra_args, *settings)
+    except TypeError:
+        return None
+
+
+def _aval_key(tree: Any) -> Any:
+    """Shapes, dtypes and shardings of a tree of arrays (what a compilation depends on)."""
+    leaves, treedef = jax.tree.flatten(tree)
+    return treedef, tuple((a.shape, str(a.dtype), getattr(a, "sharding", None)) for a in leaves)
+
+
 def _chunks(x: np.ndarray, y: np.ndarray, size: int):
     """Pads (x, y) to whole chunks of ``size`` and adds a 0/1 weight per example."""
     n = len(y)
@@ -744,12 +807,24 @@ def _file_digests(step_dir: Path) -> dict[str, str]:
 # the public entry point
 
 
-def _resolve_model(model, dataset) -> ModelFactory:
-    if isinstance(model, str):
+@dataclass(frozen=True)
+class _NamedModel:
+    """``rngs -> make_model(name, input_shape, num_classes)``: equal (and hashable) for equal
+    settings, so repeated calls reuse the compiled program."""
+
+    name: str
+    input_shape: tuple[int, ...]
+    num_classes: int
+
+    def __call__(self, rngs: nnx.Rngs) -> nnx.Module:
         from optlab.tasks.models import make_model
 
-        return lambda rngs: make_model(model, dataset.input_shape, dataset.num_classes,
-                                       rngs=rngs)
+        return make_model(self.name, self.input_shape, self.num_classes, rngs=rngs)
+
+
+def _resolve_model(model, dataset) -> ModelFactory:
+    if isinstance(model, str):
+        return _NamedModel(model, tuple(dataset.input_shape), int(dataset.num_classes))
     if not callable(model):
         raise TypeError(f"model must be a model name or a callable rngs -> nnx.Module, "
                         f"got {type(model).__name__}")
@@ -887,14 +962,21 @@ def train(
                                                    getattr(dataset, f"y_{split}"),
                                                    eval_batch_size))
              for split in ("val", "test")}
-    epoch_fn = _over_runs(program.epoch, G_all // shards, (0, None, None, None), run_batch,
-                          unrolled=unroll is True)
-    eval_fn = _over_runs(program.evaluate, G_all // shards, (0, None, None, None), run_batch)
-    if by_run:
-        specs = (P("runs"), P(), P(), P())
-        epoch_fn = jax.shard_map(epoch_fn, mesh=mesh, in_specs=specs, out_specs=P("runs"))
-        eval_fn = jax.shard_map(eval_fn, mesh=mesh, in_specs=specs, out_specs=P("runs"))
-    epoch_fn, eval_fn = jax.jit(epoch_fn, donate_argnums=0), jax.jit(eval_fn)
+
+    def build() -> dict[str, Any]:
+        epoch_fn = _over_runs(program.epoch, G_all // shards, (0, None, None, None),
+                              run_batch, unrolled=unroll is True)
+        eval_fn = _over_runs(program.evaluate, G_all // shards, (0, None, None, None),
+                             run_batch)
+        if by_run:
+            specs = (P("runs"), P(), P(), P())
+            epoch_fn = jax.shard_map(epoch_fn, mesh=mesh, in_specs=specs, out_specs=P("runs"))
+            eval_fn = jax.shard_map(eval_fn, mesh=mesh, in_specs=specs, out_specs=P("runs"))
+        return {"init": jax.jit(program.init), "epoch": jax.jit(epoch_fn, donate_argnums=0),
+                "eval": jax.jit(eval_fn), "compiled": {}}
+
+    fns = _PROGRAMS.get(_program_key(program, G_all // shards, run_batch, by_run, mesh), build)
+    eval_fn = fns["eval"]
 
     user_config = config
     config = dict(config) if config is not None else {
@@ -908,8 +990,12 @@ def train(
 
     t_compile = time.perf_counter()
     state = _init_runs(program, grid, NamedSharding(mesh, P("runs")) if by_run else replicated,
-                       G_all)
-    epoch_fn = epoch_fn.lower(state, jnp.int32(0), x_train, y_train).compile()
+                       G_all, fns["init"])
+    signature = _aval_key((state, x_train, y_train))
+    epoch_fn = fns["compiled"].get(signature)
+    if epoch_fn is None:
+        epoch_fn = fns["epoch"].lower(state, jnp.int32(0), x_train, y_train).compile()
+        fns["compiled"][signature] = epoch_fn
     compile_time = time.perf_counter() - t_compile
     log = _Log(G, epochs, patience)
     ckpt, resumed_from = None, None
@@ -1031,19 +1117,24 @@ def _as_factory(optimizer, hyperparams) -> OptimizerFactory:
         if hyperparams:
             raise ValueError("hyperparams needs an optimizer factory such as optlab.adam, "
                              "not a built GradientTransformation")
-        return lambda: optimizer
+        return functools.partial(_built, optimizer)
     if not callable(optimizer):
         raise TypeError("optimizer must be a GradientTransformation or a callable "
                         "(**hyperparams) -> GradientTransformation")
     return optimizer
 
 
+def _built(tx: optax.GradientTransformation) -> optax.GradientTransformation:
+    """The factory of a built transform (no hyperparameters)."""
+    return tx
+
+
 def _init_runs(program: _Program, grid: Grid, sharding: NamedSharding | None,
-               padded: int | None = None):
+               padded: int | None = None, init_one: Callable | None = None):
     """Initial state of every run, stacked. Runs are initialised one by one with one compiled
     init (a vmapped init with threefry keys compiles ~2× slower). With ``padded`` runs in all,
     the extra ones are inactive copies of the first (they never train)."""
-    init_one = jax.jit(program.init)
+    init_one = jax.jit(program.init) if init_one is None else init_one
     seeds = jnp.asarray([s for _, s in grid.runs], jnp.uint32)
     hps = {k: jnp.asarray(grid.column(k)) for k in grid.names}
     runs = [init_one(seeds[i], {k: v[i] for k, v in hps.items()}) for i in range(len(grid))]

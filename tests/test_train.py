@@ -349,3 +349,30 @@ def test_every_optimizer_trains_by_name(name):
                    progress=False)
     loss = result.history["train_loss"][0]
     assert not result.diverged[0] and np.isfinite(loss).all(), (name, loss)
+
+
+_TRACED: list[float] = []
+
+
+def _adam_counting_traces(learning_rate):
+    _TRACED.append(1.0)
+    return optlab.adam(learning_rate)
+
+
+def test_a_repeated_call_reuses_the_compiled_program():
+    """The same model, optimizer factory and settings (the search's populations, a notebook
+    re-run) compile once; another optimizer factory, even an equal-looking closure, compiles
+    anew and gives its own results."""
+    data = blobs()
+    kw = dict(hyperparams={"learning_rate": [0.01, 0.1]}, seeds=2, epochs=2, batch_size=32)
+    _TRACED.clear()
+    first = train(data, "mlp", _adam_counting_traces, **kw)
+    calls_first = len(_TRACED)  # argument checks, the extra-args probe, init and epoch traces
+    again = train(data, "mlp", _adam_counting_traces, **kw)
+    calls_again = len(_TRACED) - calls_first
+    assert calls_again <= calls_first - 2, "the second call traced init and epoch again"
+    assert again.compile_time < 0.5 * first.compile_time
+    for k, v in first.history.items():
+        np.testing.assert_array_equal(again.history[k], v)
+    other = train(data, "mlp", lambda learning_rate: optlab.sgd(learning_rate), **kw)
+    assert not np.array_equal(other.history["train_loss"], first.history["train_loss"])

@@ -214,10 +214,8 @@ class Evaluator:
 
 
 def _interpreted_with(config: SearchConfig):
+    """The optimizer factory of a population; equal for equal configs, so that ``train``
+    reuses one compiled program for every population of a search."""
     if config == DEFAULT_CONFIG:
         return interpreted
-
-    def factory(code, learning_rate):
-        return interpreted(code, learning_rate, config=config)
-
-    return factory
+    return functools.partial(interpreted, config=config)
