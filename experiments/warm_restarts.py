@@ -305,6 +305,13 @@ def run(ctx: Context) -> Outcome:
         grid = float(mean_curve[fam_base][-1]) + np.arange(1, 11) / 100
         levels[fam_base] = {"levels": grid.tolist(), "epochs": {
             name: [epochs_to_reach(mean_curve[name], lv) for lv in grid] for name in members}}
+        base_eps = levels[fam_base]["epochs"][fam_base]
+        for name in members:
+            ratios = [b / e if math.isfinite(e) else 0.0
+                      for b, e in zip(base_eps, levels[fam_base]["epochs"][name], strict=True)]
+            j = int(np.argmax(ratios))
+            anytime[name]["max_speedup_over_levels"] = ratios[j]
+            anytime[name]["max_speedup_level"] = float(grid[j])
     cycle_ends = [int(e) for e in np.cumsum([t0s[0] * 2 ** i for i in range(12)])
                   if e <= epochs]
     at_cycle_ends = {name: [float(mean_curve[name][e - 1]) for e in cycle_ends]
@@ -364,10 +371,13 @@ def run(ctx: Context) -> Outcome:
                      fmt_pm(final[name], 100),
                      f"{np.nanmin(mean_curve[name]) * 100:.1f}",
                      "never" if not math.isfinite(a["epochs"]) else f"{a['epochs']:.0f}",
-                     f"{a['speedup']:.2f}×"])
+                     f"{a['speedup']:.2f}×",
+                     f"{a['max_speedup_over_levels']:.2f}× "
+                     f"(at {a['max_speedup_level'] * 100:.1f} %)"])
     table = markdown_table(["method", "selected lr", f"test error % at epoch {epochs}",
                             "best mean test error % (any epoch)",
-                            "epochs to reach the step-decay level", "speed-up vs step decay"],
+                            "epochs to reach the step-decay level", "speed-up vs step decay",
+                            "largest speed-up at levels +1..+10 points"],
                            rows)
     ends_table = markdown_table(
         ["method"] + [f"epoch {e}" for e in cycle_ends],
