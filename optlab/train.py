@@ -630,7 +630,8 @@ def _identity(dataset, model, optimizer, schedule, grid: Grid, settings: dict[st
             ident[name] = "<not described>"
     ident.update({
         "dataset": _dataset_digest(dataset),
-        "hyperparams": {k: list(v) for k, v in zip(grid.names, grid.values, strict=True)},
+        "hyperparams": {k: describe(list(v)) for k, v in zip(grid.names, grid.values,
+                                                             strict=True)},
         "seeds": list(grid.seeds), **settings,
         "config": json.loads(json.dumps(dict(config))) if config is not None else None,
         "run_name": run_name})

@@ -232,3 +232,23 @@ def test_fresh_run_has_no_resumed_from(tmp_path):
     assert result.to_json()["resumed_from"] is None
     again = _train(tmp_path)
     assert again.resumed_from == 2 and again.to_json()["resumed_from"] == 2
+
+
+def test_array_valued_hyperparameters_checkpoint_and_resume(tmp_path):
+    """A grid over array-valued hyperparameters (the search's program codes) is described by
+    content in the checkpoint's identity: it saves, resumes, and another array is refused."""
+    def factory(learning_rate, scale):
+        return optlab.sgd(learning_rate * scale[0])
+
+    data = blobs()
+    kw = dict(epochs=1, batch_size=40, checkpoint_dir=tmp_path / "c", run_name="arrays")
+    scales = [np.array([1.0, 0.0]), np.array([0.5, 0.0])]
+    first = train(data, MLP, factory, hyperparams={"learning_rate": [0.1], "scale": scales},
+                  **kw)
+    again = train(data, MLP, factory, hyperparams={"learning_rate": [0.1], "scale": scales},
+                  **{**kw, "epochs": 1})
+    assert again.resumed_from == 1
+    np.testing.assert_array_equal(again.history["train_loss"], first.history["train_loss"])
+    with pytest.raises(ValueError, match=r"different configuration.*hyperparams"):
+        train(data, MLP, factory, hyperparams={"learning_rate": [0.1],
+                                               "scale": [np.array([2.0, 0.0])] * 2}, **kw)
