@@ -40,7 +40,7 @@ OPTAX_SUITE := optax._src.alias_test optax._src.float64_test optax._src.sharding
 # (OPTLAB_NOTEBOOK_QUICK=1) and must match its jupytext script. The docs are built last.
 test: $(VENV)/.installed-dev $(VENV)/.installed-docs
 	$(BIN)/ruff check $(LINTED)
-	$(BIN)/python -m pytest -n 2 tests
+	$(BIN)/python -m pytest -n 2 --durations=25 tests
 	$(BIN)/python -m pytest -n 2 -p tests.optax_suite.shim -p no:cacheprovider --pyargs $(OPTAX_SUITE)
 	$(SPHINX_BUILD)
 
