@@ -612,7 +612,8 @@ def _dataset_digest(dataset) -> str:
         for part in ("x", "y"):
             a = np.ascontiguousarray(np.asarray(getattr(dataset, f"{part}_{split}")))
             h.update(f"{part}_{split}{a.dtype}{a.shape}".encode())
-            h.update(memoryview(a).cast("B"))
+            if a.size:  # (an empty split, val_fraction=0, has no bytes to view)
+                h.update(memoryview(a).cast("B"))
     return h.hexdigest()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import warnings
@@ -252,3 +253,12 @@ def test_array_valued_hyperparameters_checkpoint_and_resume(tmp_path):
     with pytest.raises(ValueError, match=r"different configuration.*hyperparams"):
         train(data, MLP, factory, hyperparams={"learning_rate": [0.1],
                                                "scale": [np.array([2.0, 0.0])] * 2}, **kw)
+
+
+def test_checkpoints_with_an_empty_validation_split(tmp_path):
+    """val_fraction=0 (all training examples, as the MNIST-1D paper's protocol) checkpoints."""
+    data = blobs()
+    data = dataclasses.replace(data, x_val=data.x_val[:0], y_val=data.y_val[:0])
+    result = train(data, MLP, optlab.sgd, hyperparams={"learning_rate": [0.1]}, epochs=1,
+                   batch_size=40, checkpoint_dir=tmp_path / "c")
+    assert result.epochs_trained[0] == 1
