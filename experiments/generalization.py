@@ -30,7 +30,6 @@ from __future__ import annotations
 import functools
 import sys
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -52,28 +51,6 @@ LOSS_TOLERANCE = 0.05  # nats: "similar" training loss
 COLORS = {"SGD": "tab:blue", "Momentum": "tab:green", "Adam": "tab:red", "RMSprop": "tab:orange"}
 
 
-def one_of(index: jax.Array, transforms) -> optax.GradientTransformationExtraArgs:
-    """The transform ``transforms[index]`` (index traced): the state holds every
-    transform's state; ``lax.switch`` runs only the chosen one's update."""
-    transforms = tuple(transforms)
-
-    def init(params):
-        return tuple(t.init(params) for t in transforms)
-
-    def update(updates, state, params=None, **extra):
-        del extra
-
-        def branch(i):
-            def run(_):
-                u, s = transforms[i].update(updates, state[i], params)
-                return u, (*state[:i], s, *state[i + 1:])
-            return run
-
-        return jax.lax.switch(index, [branch(i) for i in range(len(transforms))], None)
-
-    return optax.GradientTransformationExtraArgs(init, update)
-
-
 def optimizers(method, i_lr, *, total_steps: int, log2_lr: tuple
                ) -> optax.GradientTransformation:
     """``METHODS[method]`` with learning rate 2^``log2_lr[method][i_lr]`` (traced indices),
@@ -85,7 +62,7 @@ def optimizers(method, i_lr, *, total_steps: int, log2_lr: tuple
     def schedule(step):
         return lr * decay(step)
 
-    return one_of(m, (optlab.sgd(schedule), optlab.sgd(schedule, momentum=0.9),
+    return optlab.one_of(m, (optlab.sgd(schedule), optlab.sgd(schedule, momentum=0.9),
                       optlab.adam(schedule), optlab.rmsprop(schedule)))
 
 

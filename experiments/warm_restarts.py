@@ -78,28 +78,6 @@ COLORS = ("tab:gray", "tab:blue", "tab:red", "tab:orange")
 # ------------------------------------------------------------------------------------------
 
 
-def one_of(index: jax.Array, transforms) -> optax.GradientTransformationExtraArgs:
-    """The transform ``transforms[index]`` (index traced): the state holds every
-    transform's state; ``lax.switch`` runs only the chosen one's update."""
-    transforms = tuple(transforms)
-
-    def init(params):
-        return tuple(t.init(params) for t in transforms)
-
-    def update(updates, state, params=None, **extra):
-        del extra
-
-        def branch(i):
-            def run(_):
-                u, s = transforms[i].update(updates, state[i], params)
-                return u, (*state[:i], s, *state[i + 1:])
-            return run
-
-        return jax.lax.switch(index, [branch(i) for i in range(len(transforms))], None)
-
-    return optax.GradientTransformationExtraArgs(init, update)
-
-
 def step_boundaries(epochs: int, fractions, steps_per_epoch: int) -> list[int]:
     return [round(f * epochs) * steps_per_epoch for f in fractions]
 
@@ -130,7 +108,7 @@ def schedule_methods(method, i_lr, *, epochs: int, steps_per_epoch: int, t0s: tu
     sgd = optax.chain(optlab.l2_penalty(L2),
                       optlab.sgd(schedule, momentum=MOMENTUM, nesterov=True))
     adamw = optlab.adamw(schedule, weight_decay=decoupled_wd / lr)
-    return one_of(family, (sgd, adamw))
+    return optlab.one_of(family, (sgd, adamw))
 
 
 def epochs_to_reach(curve: np.ndarray, level: float) -> float:

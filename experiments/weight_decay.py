@@ -117,29 +117,6 @@ def batchnorm_mlp(rngs: nnx.Rngs, *, input_shape, num_classes: int) -> BatchNorm
 # ------------------------------------------------------------------------------------------
 
 
-def one_of(index: jax.Array, transforms) -> optax.GradientTransformationExtraArgs:
-    """The transform ``transforms[index]`` (index traced): the state holds every
-    transform's state, ``lax.switch`` runs only the chosen one's update (under ``vmap`` it
-    computes all and selects, with the same result)."""
-    transforms = tuple(transforms)
-
-    def init(params):
-        return tuple(t.init(params) for t in transforms)
-
-    def update(updates, state, params=None, **extra):
-        del extra
-
-        def branch(i):
-            def run(_):
-                u, s = transforms[i].update(updates, state[i], params)
-                return u, (*state[:i], s, *state[i + 1:])
-            return run
-
-        return jax.lax.switch(index, [branch(i) for i in range(len(transforms))], None)
-
-    return optax.GradientTransformationExtraArgs(init, update)
-
-
 def decay_methods(method, i_lr, i_wd, *, total_steps: int, log_lr: tuple, log_wd: tuple
                   ) -> optax.GradientTransformation:
     """Method ``METHODS[method]`` at the grid cell (``i_lr``, ``i_wd``) of its table
@@ -164,7 +141,7 @@ def decay_methods(method, i_lr, i_wd, *, total_steps: int, log_lr: tuple, log_wd
     sgd = optax.chain(optlab.l2_penalty(l2),
                       optlab.sgdw(schedule, momentum=MOMENTUM, weight_decay=dec / lr))
     family = jnp.asarray([FAMILY[k] for k in METHODS])[m]
-    return one_of(family, (adam, sgd))
+    return optlab.one_of(family, (adam, sgd))
 
 
 # ------------------------------------------------------------------------------------------

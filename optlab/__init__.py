@@ -144,6 +144,7 @@ from optlab.schedule_free import (
     schedule_free_sgd,
 )
 from optlab.stream import GRAD, Primitive, StepState, Stream, chain, primitive
+from optlab.switch import one_of
 
 __version__ = "0.1.0"
 
@@ -229,6 +230,7 @@ __all__ = [
     "nadamw",
     "noisy_sgd",
     "novograd",
+    "one_of",
     "optimistic",
     "optimistic_adam",
     "optimistic_adam_v2",

@@ -1,0 +1,42 @@
+"""Choosing among whole optimizers by a traced index: several optimizers in one compiled
+program (e.g. a grid over methods in :func:`optlab.train.train`, vmapped over the index)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import optax
+
+__all__ = ["one_of"]
+
+
+def one_of(index: jax.Array | int,
+           transforms: Sequence[optax.GradientTransformation]
+           ) -> optax.GradientTransformationExtraArgs:
+    """The transform ``transforms[index]``, with ``index`` a (possibly traced) integer.
+
+    The state holds every transform's state (so its structure does not depend on the index);
+    ``lax.switch`` runs only the chosen transform's update, and the other states are passed
+    through unchanged. Extra arguments (``value=...``) reach each transform that accepts them.
+    Use it to train several optimizers as one grid: ``train(data, model, lambda method, lr:
+    one_of(method, [optlab.sgd(lr), optlab.adam(lr)]), hyperparams={"method": [0, 1], ...})``.
+    """
+    transforms = tuple(optax.with_extra_args_support(t) for t in transforms)
+    if not transforms:
+        raise ValueError("one_of needs at least one transform")
+
+    def init(params):
+        return tuple(t.init(params) for t in transforms)
+
+    def update(updates, state, params=None, **extra):
+        def branch(i):
+            def run(_):
+                u, s = transforms[i].update(updates, state[i], params, **extra)
+                return u, (*state[:i], s, *state[i + 1:])
+
+            return run
+
+        return jax.lax.switch(index, [branch(i) for i in range(len(transforms))], None)
+
+    return optax.GradientTransformationExtraArgs(init, update)
