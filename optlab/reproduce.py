@@ -278,11 +278,12 @@ def load(name: str, folder: Path | None = None) -> Experiment:
 def add_arguments(p: argparse.ArgumentParser, with_name: bool) -> None:
     if with_name:
         p.add_argument("name", nargs="?", metavar="NAME",
-                       help="the experiment (see --list)")
+                       help="the experiment (see --list; default: none, with --list)")
         p.add_argument("--list", action="store_true",
-                       help="name every experiment with the claim it tests")
+                       help="name every experiment with the claim it tests (default: off)")
     p.add_argument("--quick", action="store_true",
-                   help="the small configuration (seconds; CI), not the reproduction")
+                   help="the small configuration (seconds; CI), not the reproduction "
+                   "(default: off, the full reproduction)")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="results folder (default: runs/reproduce/NAME, or NAME-quick)")
     p.add_argument("--seeds", type=int, default=None, metavar="N",

@@ -126,12 +126,14 @@ def np_soap(params, steps, lr=3e-3, b1=0.95, b2=0.95, shampoo_beta=None, eps=1e-
                 L[i] = bs * L[i] + (1 - bs) * gi @ gi.T
             if s % freq == 0:
                 for i in axes:
-                    if method == "eigh":
-                        Q[i] = np.linalg.eigh(L[i])[1][:, ::-1]
-                        continue
+                    # V follows its directions: the columns sorted by their Rayleigh
+                    # quotients, V permuted alike (SOAP's reference code), for both methods
                     order = np.argsort(-np.diag(Q[i].T @ L[i] @ Q[i]), kind="stable")
                     v = np.take(v, order, axis=i)
-                    Q[i] = np.linalg.qr(L[i] @ Q[i][:, order])[0]
+                    if method == "eigh":
+                        Q[i] = np.linalg.eigh(L[i])[1][:, ::-1]
+                    else:
+                        Q[i] = np.linalg.qr(L[i] @ Q[i][:, order])[0]
         out.append(p)
     return treedef.unflatten(out)
 

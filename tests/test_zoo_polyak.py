@@ -209,7 +209,7 @@ BAD = [
      r"variant must be one of \['sps', 'sps\+'\], got 'sps\+\+'"),
     (lambda: pk.polyak_sgd(max_learning_rate=-1.0), ValueError,
      r"max_learning_rate must be in \[0, inf\)"),
-    (lambda: pk.polyak_sgd(scaling=-1.0), ValueError, "learning_rate must be in"),
+    (lambda: pk.polyak_sgd(scaling=-1.0), ValueError, "scaling must be in"),
     (lambda: pk.polyak_sgd(eps=-1.0), ValueError, "eps must be in"),
     (lambda: pk.polyak_sgd(f_min="zero"), TypeError, "f_min must be a number"),
     (lambda: pk.momo(beta=1.0), ValueError, r"beta must be in \[0, 1\)"),
