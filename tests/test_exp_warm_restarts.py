@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import sys
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -55,14 +56,15 @@ def test_step_decay_factor(wr):
     p = {"w": jnp.zeros(2)}
     g = {"w": jnp.ones(2)}
     sizes = []
+    tx = wr.schedule_methods(1, 2, epochs=epochs, steps_per_epoch=spe, t0s=(1, 3),
+                             decoupled_wd=0.0)
+    update = jax.jit(tx.update)  # one compilation (eager lax.switch compiles every call)
     for step in (0, 14, 15, 30, 40):
-        tx = wr.schedule_methods(1, 2, epochs=epochs, steps_per_epoch=spe, t0s=(1, 3),
-                                 decoupled_wd=0.0)
         state = tx.init(p)
         # advance the step counter without moving: updates on a zero gradient
         for _ in range(step):
-            _, state = tx.update({"w": jnp.zeros(2)}, state, p)
-        u, _ = tx.update(g, state, p)
+            _, state = update({"w": jnp.zeros(2)}, state, p)
+        u, _ = update(g, state, p)
         sizes.append(float(-u["w"][0]))
     lr = 10.0 ** wr.LOG_LR[0][2]
     np.testing.assert_allclose(sizes, [x * lr * (1 + wr.MOMENTUM) for x in
