@@ -53,8 +53,17 @@ import numpy as np
 
 import optlab
 from optlab import reproduce
-from optlab.reproduce import Context, Experiment, Outcome, fmt_pm, markdown_table, mean_std
-from optlab.tasks import Dataset, load_dataset
+from optlab.reproduce import (
+    Context,
+    Experiment,
+    Outcome,
+    fmt_pm,
+    markdown_table,
+    mean_std,
+    significant,
+)
+from optlab.search.run import with_train_size
+from optlab.tasks import load_dataset
 from optlab.train import train
 
 B2S = (0.9, 0.99, 0.999)
@@ -83,24 +92,10 @@ def spikes(train_loss) -> int:
     return count
 
 
-def significant(a, b) -> tuple[float, float]:
-    """(mean(a) − mean(b), that difference over its standard error √(s_a²/n_a + s_b²/n_b))."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    diff = float(a.mean() - b.mean())
-    se = float(np.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size)) if a.size > 1 else 0.0
-    return diff, (diff / se if se > 0 else float(np.sign(diff)) * float("inf"))
-
-
-def _subset(data: Dataset, n: int) -> Dataset:
-    return Dataset(data.name, data.x_train[:n], data.y_train[:n], data.x_val, data.y_val,
-                   data.x_test, data.y_test, data.num_classes,
-                   f"{data.description} (first {n} training examples)")
-
-
 def run_task(ctx: Context, task: str, dataset: str, model: str, epochs: int, lrs) -> dict:
     data = load_dataset(dataset)
     if ctx.quick:
-        data = _subset(data, 1000)
+        data = with_train_size(data, 1000)
     ctx.log(f"{task}: {len(lrs)} learning rates × {len(B2S)} β₂ × {len(ctx.seeds)} seeds, "
             f"{epochs} epochs")
     result = train(data, model, optlab.adam,

@@ -38,7 +38,8 @@ import optlab
 from optlab import reproduce
 from optlab.reproduce import Context, Experiment, Outcome, fmt_pm, markdown_table, mean_std
 from optlab.schedules import piecewise_constant
-from optlab.tasks import Dataset, load_dataset
+from optlab.search.run import with_train_size
+from optlab.tasks import load_dataset
 from optlab.train import train
 
 BATCH = 128
@@ -73,13 +74,6 @@ def evaluate(model, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float(loss), float((jnp.argmax(logits, -1) == jnp.asarray(y)).mean())
 
 
-def subset(data: Dataset, n_train: int) -> Dataset:
-    return Dataset(name=f"{data.name}[:{n_train}]", x_train=data.x_train[:n_train],
-                   y_train=data.y_train[:n_train], x_val=data.x_val, y_val=data.y_val,
-                   x_test=data.x_test, y_test=data.y_test, num_classes=data.num_classes,
-                   description=data.description)
-
-
 def run(ctx: Context) -> Outcome:
     if ctx.quick:
         tasks, pick = {"digits": 8}, (2, 4, 6)
@@ -93,7 +87,7 @@ def run(ctx: Context) -> Outcome:
     for task, epochs in tasks.items():
         data = load_dataset(task)
         if ctx.quick:
-            data = subset(data, 640)
+            data = with_train_size(data, 640)
         total_steps = epochs * (len(data.y_train) // BATCH)
         ctx.log(f"{task}: {len(METHODS)} methods × {n} learning rates × {S} seeds, "
                 f"{epochs} epochs")

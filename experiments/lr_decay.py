@@ -66,8 +66,17 @@ import numpy as np
 
 import optlab
 from optlab import reproduce
-from optlab.reproduce import Context, Experiment, Outcome, fmt_pm, markdown_table, mean_std
-from optlab.tasks import Dataset, load_dataset
+from optlab.reproduce import (
+    Context,
+    Experiment,
+    Outcome,
+    fmt_pm,
+    markdown_table,
+    mean_std,
+    significant,
+)
+from optlab.search.run import with_train_size
+from optlab.tasks import load_dataset
 from optlab.train import train
 
 SCHEDULES = ("constant", "exp_smooth", "exp_staircase", "inverse_time", "inverse_sqrt")
@@ -126,24 +135,10 @@ def adam_scheduled(config, *, table, total_steps: int, steps_per_epoch: int):
     return optlab.adam(learning_rate)
 
 
-def significant(a, b) -> tuple[float, float]:
-    """(mean(a) − mean(b), that difference over its standard error √(s_a²/n_a + s_b²/n_b))."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    diff = float(a.mean() - b.mean())
-    se = float(np.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size)) if a.size > 1 else 0.0
-    return diff, (diff / se if se > 0 else float(np.sign(diff)) * float("inf"))
-
-
-def _subset(data: Dataset, n: int) -> Dataset:
-    return Dataset(data.name, data.x_train[:n], data.y_train[:n], data.x_val, data.y_val,
-                   data.x_test, data.y_test, data.num_classes,
-                   f"{data.description} (first {n} training examples)")
-
-
 def run_dataset(ctx: Context, name: str, epochs: int, configs, batch_size: int = 128):
     data = load_dataset(name)
     if ctx.quick:
-        data = _subset(data, 1000)
+        data = with_train_size(data, 1000)
     steps_per_epoch = len(data.y_train) // batch_size
     total = steps_per_epoch * epochs
     table = np.array([[SCHEDULES.index(k), lr, f] for k, lr, f in configs], np.float32)

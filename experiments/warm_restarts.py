@@ -58,6 +58,7 @@ import optlab
 from optlab import reproduce
 from optlab.reproduce import Context, Experiment, Outcome, fmt_pm, markdown_table, mean_std
 from optlab.schedules import piecewise_constant, sgdr, snapshot_ensemble
+from optlab.search.run import with_train_size
 from optlab.tasks import Dataset, load_dataset, make_model
 from optlab.train import train
 
@@ -220,17 +221,10 @@ def ensemble_errors(snaps: np.ndarray, labels: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------------------------
 
 
-def subset(data: Dataset, n_train: int) -> Dataset:
-    return Dataset(name=f"{data.name}[:{n_train}]", x_train=data.x_train[:n_train],
-                   y_train=data.y_train[:n_train], x_val=data.x_val, y_val=data.y_val,
-                   x_test=data.x_test, y_test=data.y_test, num_classes=data.num_classes,
-                   description=data.description)
-
-
 def run(ctx: Context) -> Outcome:
     data = load_dataset("mnist1d")
     if ctx.quick:
-        data = subset(data, 1024)
+        data = with_train_size(data, 1024)
         epochs, t0s, pick = 7, (1, 3), (1, 3)  # 1+2+4 = 7 (T0 = 3: a cut second cycle)
         snap_epochs, cycles = 6, 3
     else:

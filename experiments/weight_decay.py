@@ -63,7 +63,8 @@ import optlab
 from optlab import reproduce
 from optlab.reproduce import Context, Experiment, Outcome, fmt_pm, markdown_table, mean_std
 from optlab.schedules import cosine_decay
-from optlab.tasks import Dataset, load_dataset
+from optlab.search.run import with_train_size
+from optlab.tasks import load_dataset
 from optlab.train import train
 
 METHODS = ("Adam + L2", "AdamW", "SGD + L2", "SGDW")
@@ -188,13 +189,6 @@ def interaction_share(err: np.ndarray) -> float:
     return float((resid ** 2).sum() / total) if total > 0 else 0.0
 
 
-def subset(data: Dataset, n_train: int) -> Dataset:
-    return Dataset(name=f"{data.name}[:{n_train}]", x_train=data.x_train[:n_train],
-                   y_train=data.y_train[:n_train], x_val=data.x_val, y_val=data.y_val,
-                   x_test=data.x_test, y_test=data.y_test, num_classes=data.num_classes,
-                   description=data.description)
-
-
 # ------------------------------------------------------------------------------------------
 # The experiment
 # ------------------------------------------------------------------------------------------
@@ -203,7 +197,7 @@ def subset(data: Dataset, n_train: int) -> Dataset:
 def run(ctx: Context) -> Outcome:
     data = load_dataset("mnist1d")
     if ctx.quick:
-        data = subset(data, 1024)
+        data = with_train_size(data, 1024)
         epochs, archs, pick = 4, ("mlp_bn",), (0, 2, 4)
     else:
         epochs, archs, pick = 30, ("mlp_bn", "mlp"), (0, 1, 2, 3, 4)

@@ -149,6 +149,14 @@ def mean_std(values: Any, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
         return np.nanmean(a, axis=axis), np.nanstd(a, axis=axis)
 
 
+def significant(a: Any, b: Any) -> tuple[float, float]:
+    """(mean(a) − mean(b), that difference over its standard error √(s_a²/n_a + s_b²/n_b))."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    diff = float(a.mean() - b.mean())
+    se = float(np.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size)) if a.size > 1 else 0.0
+    return diff, (diff / se if se > 0 else float(np.sign(diff)) * float("inf"))
+
+
 def fmt_pm(values: Any, scale: float = 1.0, digits: int = 1) -> str:
     """``"mean ± std"`` of ``values`` (times ``scale``, e.g. 100 for percent)."""
     m, s = mean_std(np.asarray(values, dtype=float) * scale)
