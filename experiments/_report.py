@@ -32,8 +32,21 @@ def _section(name: str, record: dict) -> str:
     return text
 
 
+def _parts(checks: dict) -> str:
+    """"held / decided (undecided)" of a claim's parts."""
+    held = sum(v is True for v in checks.values())
+    undecided = sum(v is None for v in checks.values())
+    text = f"{held} / {len(checks) - undecided}" if checks else ""
+    return text + (f" ({undecided} undecided)" if undecided else "")
+
+
+def _environment(env: dict) -> str:
+    return (f"{env['platform'].upper()} ({env['device']}), {env['cpu_count']} cores, "
+            f"jax {env['jax']}")
+
+
 def main() -> int:
-    rows, sections = [], []
+    rows, sections, environments = [], [], set()
     for name in reproduce.names(HERE):
         experiment = reproduce.load(name, HERE)
         path = RESULTS / name / reproduce.RESULTS
@@ -46,13 +59,11 @@ def main() -> int:
                             f"is committed yet: `optlab reproduce {name} --out "
                             f"experiments/results/{name}`.\n")
             continue
-        checks = record.get("checks") or {}
-        held = sum(bool(v) for v in checks.values())
         rows.append([f"`{name}`", experiment.title,
                      experiment.source, f"**{reproduce.verdict(record['reproduced'])}**",
-                     f"{held} / {len(checks)}" if checks else ""])
+                     _parts(record.get("checks") or {})])
         sections.append(_section(name, record))
-    env = reproduce.environment()
+        environments.add(_environment(record["environment"]))
     head = [
         "# Experiments: published claims, measured",
         "",
@@ -60,11 +71,14 @@ def main() -> int:
         "`experiments/results/NAME/` (`optlab reproduce NAME --out experiments/results/NAME`). "
         "Every number below is computed by the experiment's script; a claim that did not "
         "reproduce is reported as such. Full modes are sized for a 2-core CPU (minutes each); "
-        "where the paper's scale needs an accelerator, the section says what was scaled down. "
-        f"Runs: {env['platform'].upper()}, {env['cpu_count']} cores, jax {env['jax']}.",
+        "where the paper's scale needs an accelerator, the section says what was scaled down "
+        "and gives the command of the accelerator configuration (`--accelerator`). A part of "
+        "a claim is decided only when the difference exceeds two standard errors over seeds "
+        "(`optlab.reproduce.decide`); otherwise it is undecided, which does not count against "
+        f"the claim. Runs: {'; '.join(sorted(environments))}.",
         "",
         reproduce.markdown_table(["experiment", "topic", "source", "verdict",
-                                  "parts of the claim that held"], rows),
+                                  "parts held / decided"], rows),
         "",
     ]
     atomic_write_text(HERE / "RESULTS.md", "\n".join(head) + "\n" + "\n".join(sections))

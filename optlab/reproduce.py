@@ -18,7 +18,9 @@ Run one with ``optlab reproduce NAME [--quick] [--out DIR]`` or ``python experim
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.util
+import json
 import os
 import platform
 import sys
@@ -49,6 +51,8 @@ class Experiment:
         mode is large enough to decide, chosen before measuring: the test suite asserts that
         they hold there. The other checks of a quick run are reported, not asserted.
       seeds: default number of seeds (≥ 3 wherever randomness enters).
+      accelerator: what ``--accelerator`` changes (the parts of the claim whose paper-scale
+        run needs a GPU or TPU), or "" when the full mode is the whole reproduction.
     """
 
     name: str
@@ -58,6 +62,7 @@ class Experiment:
     run: Callable[[Context], Outcome]
     quick_asserts: tuple[str, ...] = ()
     seeds: int = 3
+    accelerator: str = ""
 
 
 @dataclass
@@ -65,8 +70,9 @@ class Outcome:
     """What an experiment measured.
 
     ``checks`` are the parts of the claim, each decided from the measurements (e.g.
-    ``{"online": True, "stochastic": False}``); ``reproduced`` is the verdict on the whole
-    claim (None: this run cannot decide); ``summary`` is Markdown that puts our numbers beside
+    ``{"online": True, "stochastic": False}``; None: this run cannot decide that part, see
+    :func:`decide`); ``reproduced`` is the verdict on the whole claim (None: undecided, see
+    :func:`verdict_of`); ``summary`` is Markdown that puts our numbers beside
     the paper's; ``results`` is the raw measurements (JSON-able: numbers, lists, dicts, numpy
     arrays).
     """
@@ -74,7 +80,7 @@ class Outcome:
     reproduced: bool | None
     summary: str
     results: dict[str, Any]
-    checks: dict[str, bool] = field(default_factory=dict)
+    checks: dict[str, bool | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -88,6 +94,7 @@ class Context:
     seeds: list[int]
     progress: bool = False
     figures: list[str] = field(default_factory=list)
+    accelerator: bool = False
 
     def checkpoint_dir(self, key: str) -> Path:
         """A folder for one ``optlab.train`` call's checkpoints (resumes after a kill)."""
@@ -123,6 +130,23 @@ class Context:
             self.figures.append(name)
         return name
 
+    def cached(self, key: str, ident: Mapping[str, Any], compute: Callable[[], Any], *,
+               folder: str = "pieces") -> Any:
+        """``compute()`` once per configuration ``(key, ident)``: its JSON result is kept
+        under ``out/checkpoints/FOLDER``, so an interrupted full run resumes after the last
+        finished piece."""
+        from optlab.io import atomic_write_json
+
+        text = json.dumps({"key": key, **ident}, sort_keys=True, default=str)
+        path = (self.checkpoint_dir(folder)
+                / f"{key}-{hashlib.sha256(text.encode()).hexdigest()[:12]}.json")
+        if path.exists():
+            self.log(f"{key}: loaded from {path}")
+            return json.loads(path.read_text())
+        value = compute()
+        atomic_write_json(path, value)
+        return value
+
     def log(self, message: str) -> None:
         """A progress line on stderr."""
         print(f"[{self.experiment.name}] {message}", file=sys.stderr, flush=True)
@@ -142,24 +166,73 @@ def figure(nrows: int = 1, ncols: int = 1, *, width: float = 4.6, height: float 
 
 
 def mean_std(values: Any, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and (population) standard deviation over ``axis``, ignoring NaN."""
+    """Mean and sample standard deviation (ddof = 1) over ``axis``, ignoring NaN; the std is
+    NaN where fewer than two values are finite."""
     a = np.asarray(values, dtype=float)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN slice gives NaN
-        return np.nanmean(a, axis=axis), np.nanstd(a, axis=axis)
+        return np.nanmean(a, axis=axis), np.nanstd(a, axis=axis, ddof=1)
 
 
 def significant(a: Any, b: Any) -> tuple[float, float]:
-    """(mean(a) − mean(b), that difference over its standard error √(s_a²/n_a + s_b²/n_b))."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
+    """(mean(a) − mean(b), that difference over its standard error √(s_a²/n_a + s_b²/n_b)).
+
+    The ratio is NaN when either side has fewer than two values (no error to measure), and
+    ±inf when both sides are constant but differ."""
+    a, b = np.asarray(a, float).ravel(), np.asarray(b, float).ravel()
     diff = float(a.mean() - b.mean())
-    se = float(np.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size)) if a.size > 1 else 0.0
+    if min(a.size, b.size) < 2:
+        return diff, float("nan")
+    se = float(np.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size))
     return diff, (diff / se if se > 0 else float(np.sign(diff)) * float("inf"))
 
 
+Z = 2.0
+"""Standard errors a difference must exceed to be decided (about 95 % two-sided)."""
+
+
+def decide(a: Any, b: Any, *, margin: float = 0.0, higher_is_better: bool = True) -> bool | None:
+    """Whether ``a`` (values over seeds) beats ``b`` by more than ``margin``, decided or not.
+
+    True when the advantage ``a − b`` (``b − a`` with ``higher_is_better=False``) exceeds
+    ``margin`` by more than :data:`Z` standard errors; False when it is below ``margin`` by more
+    than Z standard errors (an advantage of ``margin`` or more is ruled out); None otherwise,
+    and when either side has fewer than two values. ``margin`` < 0 asks "is ``a`` at least as
+    good, within ``-margin``?" (e.g. ``margin=-0.01`` for "matches within one point").
+    """
+    diff, _ = significant(a, b)
+    a, b = np.asarray(a, float).ravel(), np.asarray(b, float).ravel()
+    if min(a.size, b.size) < 2 or not np.isfinite(diff):
+        return None
+    if not higher_is_better:
+        diff = -diff
+    se = float(np.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size))
+    if diff - Z * se > margin:
+        return True
+    if diff + Z * se < margin:
+        return False
+    return None
+
+
+def verdict_of(checks: Mapping[str, bool | None], parts: Sequence[str] | None = None
+               ) -> bool | None:
+    """The verdict on a claim from its parts (``parts``: the keys that make up the claim,
+    default all): False if any part failed, True if all held, else None (undecided)."""
+    values = [checks[k] for k in (checks if parts is None else parts)]
+    if any(v is False for v in values):
+        return False
+    if values and all(v is True for v in values):
+        return True
+    return None
+
+
 def fmt_pm(values: Any, scale: float = 1.0, digits: int = 1) -> str:
-    """``"mean ± std"`` of ``values`` (times ``scale``, e.g. 100 for percent)."""
-    m, s = mean_std(np.asarray(values, dtype=float) * scale)
+    """``"mean ± std"`` of ``values`` (times ``scale``, e.g. 100 for percent; sample std),
+    or the single value with "(1 run)"."""
+    a = np.asarray(values, dtype=float) * scale
+    m, s = mean_std(a)
+    if np.count_nonzero(np.isfinite(a)) < 2:
+        return f"{float(m):.{digits}f} (1 run)"
     return f"{float(m):.{digits}f} ± {float(s):.{digits}f}"
 
 
@@ -188,26 +261,36 @@ def environment() -> dict[str, Any]:
 
 
 def run(experiment: Experiment, out: str | os.PathLike, *, quick: bool = False,
-        seeds: int | None = None, progress: bool = False) -> dict[str, Any]:
+        seeds: int | None = None, progress: bool = False,
+        accelerator: bool = False) -> dict[str, Any]:
     """Runs ``experiment`` into ``out`` and returns the record written to ``results.json``.
 
-    ``out`` is created if needed; the record, ``REPORT.md`` and the figures are written
-    atomically at the end, so an interrupted run leaves the previous results (if any) intact.
+    ``out`` is created if needed; the record and ``REPORT.md`` are written atomically at the
+    end (each figure atomically when drawn), so an interrupted run leaves the previous
+    results.json intact. ``accelerator`` runs the paper-scale configuration of the parts that
+    need a GPU or TPU (:attr:`Experiment.accelerator`).
     """
     n_seeds = experiment.seeds if seeds is None else seeds
     if n_seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {n_seeds!r}")
+    if accelerator and (quick or not experiment.accelerator):
+        raise ValueError(f"accelerator: {experiment.name} has no accelerator configuration"
+                         if not experiment.accelerator else
+                         "accelerator and quick exclude each other")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    ctx = Context(experiment, out, quick, list(range(n_seeds)), progress)
+    ctx = Context(experiment, out, quick, list(range(n_seeds)), progress,
+                  accelerator=accelerator)
     start = time.perf_counter()
     outcome = experiment.run(ctx)
     record = {
         "experiment": experiment.name, "title": experiment.title, "claim": experiment.claim,
-        "source": experiment.source, "quick": quick, "seeds": n_seeds,
+        "source": experiment.source, "quick": quick, "accelerator": accelerator,
+        "seeds": n_seeds,
         "reproduced": outcome.reproduced, "checks": outcome.checks,
         "summary": outcome.summary,
         "figures": ctx.figures, "wall_time_s": time.perf_counter() - start,
+        "accelerator_part": experiment.accelerator,
         "environment": environment(), "results": outcome.results,
     }
     from optlab.io import atomic_write_json, atomic_write_text
@@ -223,7 +306,8 @@ def verdict(reproduced: bool | None) -> str:
 
 def report(record: Mapping[str, Any]) -> str:
     """The Markdown section of one result: claim, verdict, our numbers, figures."""
-    mode = "quick mode" if record["quick"] else "full mode"
+    mode = ("quick mode" if record["quick"] else
+            "accelerator mode" if record.get("accelerator") else "full mode")
     env = record["environment"]
     lines = [f"## {record['title']} (`{record['experiment']}`)", "",
              f"**Claim** ({record['source']}): {record['claim']}", "",
@@ -231,6 +315,10 @@ def report(record: Mapping[str, Any]) -> str:
              f"{record['wall_time_s']:.0f} s on {env['device']}, {env['cpu_count']} CPU cores).",
              "", record["summary"].strip(), ""]
     lines += [f"![{name}]({name})" for name in record["figures"] if name.endswith(".png")]
+    accelerator = record.get("accelerator_part", "")
+    if accelerator and not record.get("accelerator"):
+        lines += ["", f"**Accelerator-only** (not run here): {accelerator} Command: "
+                  f"`optlab reproduce {record['experiment']} --accelerator`."]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -263,6 +351,10 @@ def load(name: str, folder: Path | None = None) -> Experiment:
                          f"{', '.join(known) or '(none: is this a checkout of optlab?)'}")
     module_name = f"optlab_experiments.{name}"
     module = sys.modules.get(module_name)
+    if module is not None and Path(module.__file__).resolve() != path.resolve():
+        # another folder's experiment of the same name (a second checkout) is its own module
+        module_name += f"_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:8]}"
+        module = sys.modules.get(module_name)
     if module is None:
         spec = importlib.util.spec_from_file_location(module_name, path)
         module = importlib.util.module_from_spec(spec)
@@ -292,8 +384,12 @@ def add_arguments(p: argparse.ArgumentParser, with_name: bool) -> None:
     p.add_argument("--quick", action="store_true",
                    help="the small configuration (seconds; CI), not the reproduction "
                    "(default: off, the full reproduction)")
+    p.add_argument("--accelerator", action="store_true",
+                   help="the paper-scale configuration of the parts that need a GPU or TPU "
+                   "(experiments that have one; default: off)")
     p.add_argument("--out", default=None, metavar="DIR",
-                   help="results folder (default: runs/reproduce/NAME, or NAME-quick)")
+                   help="results folder (default: runs/reproduce/NAME, or NAME-quick, "
+                   "NAME-accelerator)")
     p.add_argument("--seeds", type=int, default=None, metavar="N",
                    help="seeds 0..N-1 (default: the experiment's, at least 3 where "
                    "randomness enters)")
@@ -315,11 +411,22 @@ def execute(experiment: Experiment, args: argparse.Namespace) -> int:
     name = experiment.name
     if args.seeds is not None and args.seeds < 1:
         raise CLIError(f"--seeds must be >= 1, got {args.seeds}")
-    out = Path(args.out or Path("runs", "reproduce", name + ("-quick" if args.quick else "")))
+    if args.accelerator and not experiment.accelerator:
+        raise CLIError(f"--accelerator: {name} has no accelerator-only part (its full mode is "
+                       "the whole reproduction); experiments with one: "
+                       + ", ".join(n for n in names() if load(n).accelerator))
+    if args.accelerator and args.quick:
+        raise CLIError("--accelerator and --quick exclude each other")
+    suffix = "-quick" if args.quick else "-accelerator" if args.accelerator else ""
+    out = Path(args.out or Path("runs", "reproduce", name + suffix))
     seeds = experiment.seeds if args.seeds is None else args.seeds
-    _claim_folder(out, {"experiment": name, "quick": args.quick, "seeds": seeds})
+    config = {"experiment": name, "quick": args.quick, "seeds": seeds}
+    if args.accelerator:  # (not in the key otherwise: existing result folders stay valid)
+        config["accelerator"] = True
+    _claim_folder(out, config)
     progress = sys.stderr.isatty() if args.progress is None else args.progress
-    record = run(experiment, out, quick=args.quick, seeds=seeds, progress=progress)
+    record = run(experiment, out, quick=args.quick, seeds=seeds, progress=progress,
+                 accelerator=args.accelerator)
     print(report(record))
     print(f"results: {out / RESULTS}")
     return 0
