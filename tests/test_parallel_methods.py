@@ -63,7 +63,8 @@ def test_majority_vote(beta, adversaries):
         votes[:adversaries] *= -1
         theta = theta - lr * (np.sign(votes.sum(0)) + wd * theta)
         want.append(theta)
-    got = run(parallel.majority_vote(lr, R, beta=beta, weight_decay=wd, adversaries=adversaries))
+    got = run(parallel.majority_vote(optlab.sgdw(lr, momentum=None, weight_decay=wd), R,
+                                     beta=beta, adversaries=adversaries))
     assert_path(got, want)
 
 
@@ -114,7 +115,7 @@ def test_easgd_algorithm_1(period):
         x = x - lr * g - diff
         center = center + diff.sum(0)
         want.append(center)
-    assert_path(run(parallel.easgd(lr, R, period=period)), want)
+    assert_path(run(parallel.easgd(optlab.sgd(lr), R, period=period)), want)
 
 
 def test_eamsgd_algorithm_2():
@@ -128,7 +129,7 @@ def test_eamsgd_algorithm_2():
             diff = alpha * (x - center)
             x, center = x - diff, center + diff.sum(0)
         want.append(center)
-    assert_path(run(parallel.easgd(lr, R, period=period, momentum=delta)), want)
+    assert_path(run(parallel.easgd(optlab.sgd(lr), R, period=period, momentum=delta)), want)
 
 
 @pytest.mark.parametrize("server", ["sgd", "adagrad"])
@@ -209,22 +210,24 @@ def test_adaptive_revision_without_delay_is_adagrad():
 
 def test_bits_per_step():
     assert parallel.data_parallel(optlab.sgd(0.1), 4).bits_per_step == 64
-    assert parallel.majority_vote(0.1, 4).bits_per_step == 2
+    assert parallel.majority_vote(optlab.sgd(0.1), 4).bits_per_step == 2
     assert parallel.diloco(optlab.adamw(1e-3), 4, inner_steps=50).bits_per_step == 64 / 50
-    assert parallel.easgd(0.1, 4, period=8).bits_per_step == 8
+    assert parallel.easgd(optlab.sgd(0.1), 4, period=8).bits_per_step == 8
     assert parallel.downpour(optlab.adagrad(0.1), 4, n_fetch=4, n_push=2).bits_per_step == 24
 
 
 @pytest.mark.parametrize("build,error,match", [
     (lambda: parallel.data_parallel(optlab.sgd(0.1), 0), ValueError,
      "replicas must be an int >= 1"),
-    (lambda: parallel.majority_vote(0.1, 4, adversaries=4), ValueError,
+    (lambda: parallel.majority_vote(optlab.sgd(0.1), 4, adversaries=4), ValueError,
      r"adversaries must be in \[0, replicas - 1 = 3\]"),
-    (lambda: parallel.majority_vote(0.1, 4, beta=1.0), ValueError, r"beta must be in \[0, 1\)"),
+    (lambda: parallel.majority_vote(optlab.sgd(0.1), 4, beta=1.0), ValueError,
+     r"beta must be in \[0, 1\)"),
     (lambda: parallel.diloco(optlab.sgd(0.1), 4, inner_steps=0), ValueError,
      "inner_steps must be an int >= 1"),
-    (lambda: parallel.easgd(0.1, 4, period=0), ValueError, "period must be an int >= 1"),
-    (lambda: parallel.easgd(-0.1, 4), ValueError, "learning_rate"),
+    (lambda: parallel.easgd(optlab.sgd(0.1), 4, period=0), ValueError,
+     "period must be an int >= 1"),
+    (lambda: parallel.easgd(optlab.sgd(0.1), 4, momentum=1.0), ValueError, "momentum"),
     (lambda: parallel.downpour(optlab.sgd(0.1), 2, offsets=[0]), ValueError,
      "offsets must be 2 ints"),
     (lambda: parallel.downpour(optlab.sgd(0.1), 2, n_push=0), ValueError, "n_push must be"),

@@ -16,13 +16,11 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
-from optax import ScalarOrSchedule
 
 from optlab import _checks
 from optlab.accumulators import ema
 from optlab.combiners import sign_of
 from optlab.parallel.method import Parallel, apply, broadcast, check_replicas, replica_mean
-from optlab.regularizers import decoupled_weight_decay, scale_by_learning_rate
 from optlab.stream import chain
 
 __all__ = ["AggregateState", "aggregated", "data_parallel", "majority_vote"]
@@ -83,19 +81,20 @@ def _vote(messages: PyTree) -> PyTree:
     return jax.tree.map(lambda m: jnp.sign(jnp.sum(m, axis=0)), messages)
 
 
-def majority_vote(learning_rate: ScalarOrSchedule, replicas: int, beta: float = 0.9,
-                  weight_decay: ScalarOrSchedule = 0.0, adversaries: int = 0) -> Parallel:
+def majority_vote(tx: optax.GradientTransformation, replicas: int, beta: float = 0.9,
+                  adversaries: int = 0) -> Parallel:
     r"""signSGD / Signum with majority vote (Bernstein et al. 2019, Algorithm 1).
 
     Replica r keeps its own momentum :math:`m_r ← β m_r + (1-β) g_r` (β = 0: signSGD) and
-    sends :math:`\mathrm{sign}(m_r)`; the server steps
-    :math:`θ ← θ - η(\mathrm{sign}(\sum_r \mathrm{sign}(m_r)) + λθ)` and sends the vote back:
-    1 bit per parameter each way, 32× less than a float32 all-reduce. The first
-    ``adversaries`` replicas send :math:`-\mathrm{sign}(m_r)`; the vote tolerates fewer than
-    half (the paper's robustness claim). A tie gives 0.
+    sends :math:`\mathrm{sign}(m_r)`; the server applies ``tx`` to the vote
+    :math:`\mathrm{sign}(\sum_r \mathrm{sign}(m_r))` and sends the new parameters' change
+    back — with ``tx = optlab.sgd(η)`` the paper's :math:`θ ← θ - η\,\mathrm{vote}`
+    (``optlab.sgdw(η, momentum=None, weight_decay=λ)`` adds its decoupled weight decay). 1 bit
+    per parameter each way, 32× less than a float32 all-reduce. The first ``adversaries``
+    replicas send :math:`-\mathrm{sign}(m_r)`; the vote tolerates fewer than half (the
+    paper's robustness claim). A tie gives 0.
     """
     _checks.check_number("beta", beta, low=0.0, high=1.0, high_inclusive=False)
     sign_sgd = _checks._concrete_scalar(beta) == 0.0
     worker = chain(sign_of()) if sign_sgd else chain(ema("mu", beta), sign_of("mu"))
-    server = chain(decoupled_weight_decay(weight_decay), scale_by_learning_rate(learning_rate))
-    return aggregated("majority_vote", replicas, worker, _vote, server, 2.0, adversaries)
+    return aggregated("majority_vote", replicas, worker, _vote, tx, 2.0, adversaries)

@@ -14,7 +14,6 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
-from optax import ScalarOrSchedule
 
 from optlab import _checks
 from optlab.optimizers import sgd
@@ -95,30 +94,33 @@ def fedavg(inner: optax.GradientTransformation, replicas: int, inner_steps: int)
 
 
 class ElasticState(NamedTuple):
-    """``center``: x̃; ``replicas``: the x_i; ``velocity``: EAMSGD's v_i (None for EASGD)."""
+    """``center``: x̃; ``replicas``: the x_i; ``velocity``: EAMSGD's v_i (None for EASGD);
+    ``local``: each replica's state of the local optimizer (replica axis first)."""
 
     center: PyTree
     replicas: PyTree
     velocity: PyTree | None
+    local: PyTree
     count: jax.Array
 
 
-def easgd(learning_rate: ScalarOrSchedule, replicas: int, period: int = 1, beta: float = 0.9,
+def easgd(tx: optax.GradientTransformation, replicas: int, period: int = 1, beta: float = 0.9,
           momentum: float = 0.0) -> Parallel:
     r"""Elastic Averaging SGD (Zhang, Choromanska & LeCun 2015), EAMSGD with ``momentum``.
 
-    Moving rate :math:`α = β/R` (the paper's β = pα = 0.9). Every ``period`` = τ steps the
-    replicas and the center x̃ pull towards each other (Algorithm 1, synchronous form):
+    Moving rate :math:`α = β/R` (the paper's β = pα = 0.9). Each replica steps with its own
+    state of ``tx`` (the paper: ``optlab.sgd(η)``, :math:`u_i = -η g_i`), and every
+    ``period`` = τ steps the replicas and the center x̃ pull towards each other
+    (Algorithm 1, synchronous form):
 
-    .. math:: x_i ← x_i - η g_i(x_i) - α(x_i - x̃),\qquad x̃ ← x̃ + α\textstyle\sum_i (x_i - x̃)
+    .. math:: x_i ← x_i + u_i(x_i) - α(x_i - x̃),\qquad x̃ ← x̃ + α\textstyle\sum_i (x_i - x̃)
 
-    (between communications only the gradient step). EAMSGD (Algorithm 2) takes Nesterov
-    steps :math:`v_i ← δ v_i - η g_i(x_i + δ v_i)`, :math:`x_i ← x_i + v_i` with δ =
-    ``momentum``, its elastic step coming before the gradient's evaluation. The center is the
-    model evaluated. One exchange of parameters every τ steps.
+    (between communications only the local step). EAMSGD (Algorithm 2) takes Nesterov steps
+    :math:`v_i ← δ v_i + u_i(x_i + δ v_i)`, :math:`x_i ← x_i + v_i` with δ = ``momentum``, its
+    elastic step coming before the gradient's evaluation. The center is the model evaluated.
+    One exchange of parameters every τ steps.
     """
     replicas, period = check_replicas(replicas), check_period("period", period)
-    _checks.check_learning_rate(learning_rate)
     _checks.check_number("beta", beta, low=0.0, high=1.0)
     _checks.check_number("momentum", momentum, low=0.0, high=1.0, high_inclusive=False)
     alpha = beta / replicas
@@ -127,7 +129,8 @@ def easgd(learning_rate: ScalarOrSchedule, replicas: int, period: int = 1, beta:
     def init(params):
         everywhere = broadcast(params, replicas)
         velocity = jax.tree.map(jnp.zeros_like, everywhere) if nesterov else None
-        return ElasticState(params, everywhere, velocity, jnp.zeros([], jnp.int32))
+        return ElasticState(params, everywhere, velocity, jax.vmap(tx.init)(everywhere),
+                            jnp.zeros([], jnp.int32))
 
     def elastic(center, local, now):
         diff = jax.tree.map(lambda x, c: jnp.where(now, alpha * (x - c), 0).astype(x.dtype),
@@ -138,16 +141,16 @@ def easgd(learning_rate: ScalarOrSchedule, replicas: int, period: int = 1, beta:
 
     def update(state, grads, key):
         del key
-        lr = _checks.resolve(learning_rate, state.count)
-        if not nesterov:  # Algorithm 1: gradient and elastic terms both at the x_i read
+        steps, local_state = jax.vmap(tx.update)(grads, state.local, replica_params(state))
+        if not nesterov:  # Algorithm 1: the local and elastic terms both at the x_i read
             center, local = elastic(state.center, state.replicas, state.count % period == 0)
-            local = jax.tree.map(lambda x, g: x - lr * g, local, grads)
-            return ElasticState(center, local, None, state.count + 1)
-        velocity = jax.tree.map(lambda v, g: momentum * v - lr * g, state.velocity, grads)
+            local = jax.tree.map(jnp.add, local, steps)
+            return ElasticState(center, local, None, local_state, state.count + 1)
+        velocity = jax.tree.map(lambda v, u: momentum * v + u, state.velocity, steps)
         local = jax.tree.map(jnp.add, state.replicas, velocity)
         # Algorithm 2 pulls before the next gradient: at the end of the step before it
         center, local = elastic(state.center, local, every(state.count, period))
-        return ElasticState(center, local, velocity, state.count + 1)
+        return ElasticState(center, local, velocity, local_state, state.count + 1)
 
     def replica_params(state):
         if not nesterov:
