@@ -56,3 +56,38 @@ def test_decay_scheme(ge):
         u, state = tx.update({"w": jnp.ones(1)}, state, p)
         steps.append(float(-u["w"][0]))
     np.testing.assert_allclose(steps, [1, 1, 1, 1, 0.1, 0.1, 0.01, 0.01], rtol=1e-6)
+
+
+def test_select_on_validation(ge):
+    """Best mean validation accuracy; a diverged seed excludes the setting; ties by loss."""
+    acc = np.asarray([[0.8, 0.9], [0.9, np.nan], [0.85, 0.85], [0.7, 0.7]])
+    loss = np.asarray([[0.5, 0.4], [0.1, 0.1], [0.3, 0.3], [0.1, 0.1]])
+    assert ge.select(acc, loss) == 2  # 0 and 2 tie at 0.85; 2 has the lower loss
+    assert ge.select(acc[[0, 1, 3]], loss[[0, 1, 3]]) == 0
+    assert ge.select(np.full((2, 2), np.nan), loss[:2]) == 0
+
+
+def test_checks_are_decided_over_seeds(ge):
+    """A 2-point gap with a 0.5-point spread is decided; a gap within the spread is not."""
+    def method(test, loss, train=1.0):
+        test = np.asarray(test)
+        return {"test_accuracy": test, "train_loss": np.asarray(loss),
+                "gap": train - test}
+
+    per_task = {"best_adaptive": "Adam", "best_non_adaptive": "SGD", "methods": {
+        "Adam": method([0.60, 0.605, 0.595], [0.01, 0.012, 0.011]),
+        "SGD": method([0.62, 0.625, 0.615], [0.05, 0.052, 0.051])}}
+    assert set(ge.task_checks("t", per_task).values()) == {True}
+    per_task["methods"]["Adam"] = method([0.62, 0.60, 0.64], [0.2, 0.3, 0.25])
+    checks = ge.task_checks("t", per_task)
+    assert list(checks.values()) == [None, False, None]
+
+
+def test_configurations(ge):
+    """Quick mode is small; the accelerator configuration is the paper's task and length."""
+    quick, full, acc = ge.config(quick=True), ge.config(), ge.config(accelerator=True)
+    assert quick.train_size and len(quick.lr_index) < 9
+    assert dict(full.tasks) == {"mnist1d": 60, "digits": 100} and len(full.lr_index) == 9
+    assert dict(acc.tasks) == {"cifar10": 250} and acc.model == "wrn"
+    assert acc.train_size is None and len(acc.lr_index) == 9
+    assert ge.EXPERIMENT.accelerator and "CIFAR-10" in ge.EXPERIMENT.accelerator
