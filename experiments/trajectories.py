@@ -23,8 +23,10 @@ What we run (float32, deterministic: one seed, no noise):
 * The saddle f(u, v) = u² − v² (optlab.tasks.saddle) from (1, 10⁻³), just off the stable
   manifold v = 0, with each optimizer's learning rate tuned on Beale (one learning rate per
   optimizer for both pictures; tuning on the saddle itself would only reward the largest
-  stable step). Escape: the first step with |v| > 1. A table of escape steps over the whole
-  learning-rate grid shows how much of the result is the learning rate.
+  stable step). Escape: the first step with |v| > max(1, 10·lr): Adam's and Adagrad's first
+  step is about ±lr per coordinate whatever the surface, so with a threshold of 1 alone a
+  Beale-tuned lr of 1.78 "escaped" in one step (a first full run). Escape steps over the whole
+  learning-rate grid show how much of the result is the learning rate.
 * Optimizer settings: Momentum and NAG μ = 0.9; Adagrad as in the paper's equation
   (G₀ = 0, ε = 10⁻⁸ inside the square root; optax's default G₀ = 0.1 would damp the first
   steps); Adadelta ρ = 0.9, ε = 10⁻⁶, learning rate a multiplier of Zeiler's step (1 = the
@@ -43,7 +45,7 @@ Adam):
   method; overshoot = Σₜ max(0, dₜ₊₁ − dₜ)/d₀ with dₜ = ‖xₜ − x*‖ up to the step f < 10⁻³ (or
   N): the distance travelled *away* from the minimum, 0 for a path that never turns back;
 * ``beale_nag_corrects``: NAG overshoots less than Momentum;
-* ``saddle_adaptive_escape``: every adaptive method escapes (|v| > 1) before any of SGD,
+* ``saddle_adaptive_escape``: every adaptive method escapes before any of SGD,
   Momentum and NAG;
 * ``saddle_momentum_eventually``: Momentum and NAG escape within N steps, and before SGD.
 
@@ -54,10 +56,12 @@ published with the figure; ours are tuned by the stated rule. Float32 (JAX's def
 from __future__ import annotations
 
 import functools
+import math
 import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -92,7 +96,8 @@ STYLES = {name: ("--" if name in ("PowerSign", "AddSign", "Lion") else "-") for 
 LRS = tuple(float(10.0 ** (k / 4)) for k in range(-16, 9))
 TARGET = 1e-3  # "reached the minimum": f < TARGET on Beale
 FLOOR = 1e-8  # final Beale losses below this count as equal when tuning
-ESCAPE = 1.0  # "escaped the saddle": |v| > ESCAPE
+ESCAPE = 1.0  # "escaped the saddle": |v| > max(ESCAPE, ESCAPE_STEPS · lr)
+ESCAPE_STEPS = 10  # ... so a first step of about ±lr (Adam, Adagrad) is not an escape alone
 BEALE_START = (1.0, 1.5)
 DEEPOBS_START = (-4.5, 4.5)
 BEALE_MIN = (3.0, 0.5)
@@ -146,6 +151,12 @@ def steps_to_target(losses: np.ndarray, target: float = TARGET) -> int | None:
     return first_step(np.isfinite(losses) & (losses < target))
 
 
+def escape_threshold(lr: float) -> float:
+    """|v| beyond which a run at learning rate ``lr`` has escaped the saddle: at least
+    ESCAPE, and at least ESCAPE_STEPS steps of size ``lr`` (a step-size artefact otherwise)."""
+    return max(ESCAPE, ESCAPE_STEPS * float(lr))
+
+
 def escape_step(xs: np.ndarray, threshold: float = ESCAPE) -> int | None:
     """The first step with |v_t| > threshold (None if never)."""
     v = np.abs(np.asarray(xs, float)[:, 1])
@@ -187,46 +198,42 @@ def _fmt_steps(s: int | None, steps: int) -> str:
     return f"> {steps}" if s is None else str(s)
 
 
-def run(ctx: Context) -> Outcome:
-    steps = 400 if ctx.quick else 1000
+def measure(ctx: Context, steps: int) -> dict[str, Any]:
+    """Every optimizer over the learning-rate grid on the three cases; the tuned learning rate
+    (Beale from BEALE_START) and that run's measurements, the grids, and the tuned paths."""
     lrs = jnp.asarray(LRS, jnp.float32)
-    results: dict = {"steps": steps, "lr_grid": list(LRS), "target": TARGET, "floor": FLOOR,
-                     "escape": ESCAPE, "beale_start": BEALE_START,
-                     "deepobs_start": DEEPOBS_START, "optimizers": {}}
     starts = jnp.asarray([BEALE_START, DEEPOBS_START, saddle().x0], jnp.float32)
     surfaces = jnp.asarray([0, 0, 1], jnp.int32)
-    beale_paths, saddle_paths, per_opt = {}, {}, {}
-    escape_grid, reach_grid = {}, {}
+    out: dict[str, dict[str, Any]] = {"per_opt": {}, "beale_paths": {}, "saddle_paths": {},
+                                      "reach_grid": {}, "escape_grid": {}, "optimizers": {}}
     for name in OPTIMIZERS:
         ctx.log(f"{name}: Beale from {BEALE_START} and {DEEPOBS_START}, saddle; "
                 f"{len(LRS)} learning rates × {steps} steps")
         cases = np.asarray(paths(name, steps, lrs, starts, surfaces))
         xs, xs_deep, xs_saddle = cases[:, 0], cases[:, 1], cases[:, 2]
-        f = beale_loss(xs)
+        f, f_deep = beale_loss(xs), beale_loss(xs_deep)
         reach = [steps_to_target(f[i]) for i in range(len(LRS))]
-        best = tune_index(f[:, -1], reach)
-        f_deep = beale_loss(xs_deep)
         reach_deep = [steps_to_target(f_deep[i]) for i in range(len(LRS))]
-        best_deep = tune_index(f_deep[:, -1], reach_deep)
-        escapes = [escape_step(xs_saddle[i]) for i in range(len(LRS))]
-
+        best, best_deep = tune_index(f[:, -1], reach), tune_index(f_deep[:, -1], reach_deep)
+        escapes = [escape_step(xs_saddle[i], escape_threshold(lr)) for i, lr in enumerate(LRS)]
         until = reach[best] if reach[best] is not None else steps
-        per_opt[name] = {
+        out["per_opt"][name] = r = {
             "lr": LRS[best],
             "beale_steps_to_target": reach[best],
             "beale_final_loss": float(f[best, -1]),
             "beale_overshoot": overshoot(xs[best], BEALE_MIN, until),
             "beale_path_ratio": path_ratio(xs[best], BEALE_MIN, until),
+            "saddle_escape_threshold": escape_threshold(LRS[best]),
             "saddle_escape_step": escapes[best],
             "saddle_v_at_50": float(xs_saddle[best, min(50, steps), 1]),
             "deepobs_lr": LRS[best_deep],
             "deepobs_steps_to_target": reach_deep[best_deep],
             "deepobs_final_loss": float(f_deep[best_deep, -1]),
         }
-        beale_paths[name], saddle_paths[name] = xs[best], xs_saddle[best]
-        reach_grid[name], escape_grid[name] = reach, escapes
-        results["optimizers"][name] = {
-            **per_opt[name],
+        out["beale_paths"][name], out["saddle_paths"][name] = xs[best], xs_saddle[best]
+        out["reach_grid"][name], out["escape_grid"][name] = reach, escapes
+        out["optimizers"][name] = {
+            **r,
             "grid_beale_final_loss": f[:, -1].tolist(),
             "grid_beale_steps_to_target": reach,
             "grid_deepobs_steps_to_target": reach_deep,
@@ -236,75 +243,86 @@ def run(ctx: Context) -> Outcome:
             "saddle_path": np.round(np.clip(xs_saddle[best][_sample(steps)], -1e6, 1e6),
                                     6).tolist(),
         }
+    return out
 
-    # --- checks --------------------------------------------------------------------------
-    inf = float("inf")
 
-    def reach_of(n):
+def claim_checks(per_opt: dict[str, dict[str, Any]], adaptive: tuple[str, ...] = ADAPTIVE
+                 ) -> dict[str, bool]:
+    """The parts of the claim (see the module docstring), ``adaptive`` the adaptive methods."""
+    def reach(n):
         s = per_opt[n]["beale_steps_to_target"]
-        return inf if s is None else s
+        return math.inf if s is None else s
 
-    def esc_of(n):
+    def esc(n):
         s = per_opt[n]["saddle_escape_step"]
-        return inf if s is None else s
+        return math.inf if s is None else s
 
-    shoot = {n: per_opt[n]["beale_overshoot"] for n in OPTIMIZERS}
+    shoot = {n: per_opt[n]["beale_overshoot"] for n in per_opt}
     checks = {
-        "beale_adaptive_fast": all(reach_of(n) < reach_of("SGD") for n in ADAPTIVE),
+        "beale_adaptive_fast": all(reach(n) < reach("SGD") for n in adaptive),
         "beale_momentum_off_track": min(shoot["Momentum"], shoot["NAG"])
-        > max(shoot[n] for n in ADAPTIVE),
+        > max(shoot[n] for n in adaptive),
         "beale_nag_corrects": shoot["NAG"] < shoot["Momentum"],
-        "saddle_adaptive_escape": max(esc_of(n) for n in ADAPTIVE)
-        < min(esc_of(n) for n in NON_ADAPTIVE),
-        "saddle_momentum_eventually": esc_of("Momentum") < inf and esc_of("NAG") < inf
-        and max(esc_of("Momentum"), esc_of("NAG")) < esc_of("SGD"),
+        "saddle_adaptive_escape": max(esc(n) for n in adaptive)
+        < min(esc(n) for n in NON_ADAPTIVE),
+        "saddle_momentum_eventually": esc("Momentum") < math.inf and esc("NAG") < math.inf
+        and max(esc("Momentum"), esc("NAG")) < esc("SGD"),
     }
-    checks = {k: bool(v) for k, v in checks.items()}
+    return {k: bool(v) for k, v in checks.items()}
+
+
+def run(ctx: Context) -> Outcome:
+    steps = 400 if ctx.quick else 1000
+    m = measure(ctx, steps)
+    per_opt = m["per_opt"]
+    checks = claim_checks(per_opt)
     ruder3 = ("Adagrad", "Adadelta", "RMSprop")  # the adaptive methods in Ruder's figure
-    without_adam = {
-        "beale_adaptive_fast": all(reach_of(n) < reach_of("SGD") for n in ruder3),
-        "beale_momentum_off_track": min(shoot["Momentum"], shoot["NAG"])
-        > max(shoot[n] for n in ruder3),
-        "saddle_adaptive_escape": max(esc_of(n) for n in ruder3)
-        < min(esc_of(n) for n in NON_ADAPTIVE),
-    }
-    without_adam = {k: bool(v) for k, v in without_adam.items()}
-    results["checks_without_adam"] = without_adam
+    without_adam = {k: v for k, v in claim_checks(per_opt, ruder3).items()
+                    if k in ("beale_adaptive_fast", "beale_momentum_off_track",
+                             "saddle_adaptive_escape")}
+    results = {"steps": steps, "lr_grid": list(LRS), "target": TARGET, "floor": FLOOR,
+               "escape": {"at_least": ESCAPE, "lr_steps": ESCAPE_STEPS},
+               "beale_start": BEALE_START, "deepobs_start": DEEPOBS_START,
+               "optimizers": m["optimizers"], "checks_without_adam": without_adam}
 
-    # --- figures -------------------------------------------------------------------------
-    _draw_beale(ctx, beale_paths, per_opt, steps, checks)
-    _draw_saddle(ctx, saddle_paths, per_opt, steps)
-    _draw_grids(ctx, reach_grid, escape_grid, steps)
-    frames = 8 if ctx.quick else 60
-    dpi = 48 if ctx.quick else 76
-    _animate(ctx, "beale", beale_paths, per_opt, steps, frames, dpi)
-    _animate(ctx, "saddle", saddle_paths, per_opt, steps, frames, dpi)
+    _draw_beale(ctx, m["beale_paths"], per_opt, steps, checks)
+    _draw_saddle(ctx, m["saddle_paths"], per_opt, steps)
+    _draw_grids(ctx, m["reach_grid"], m["escape_grid"], steps)
+    frames, dpi = (6, 48) if ctx.quick else (60, 76)
+    _animate(ctx, "beale", m["beale_paths"], steps, frames, dpi)
+    _animate(ctx, "saddle", m["saddle_paths"], steps, frames, dpi)
+    return Outcome(all(checks.values()), _summary(per_opt, checks, without_adam, steps),
+                   results, checks)
 
-    # --- summary -------------------------------------------------------------------------
+
+def _summary(per_opt, checks, without_adam, steps: int) -> str:
     rows = []
     for name, r in per_opt.items():
         rows.append([name, f"{r['lr']:.3g}", _fmt_steps(r["beale_steps_to_target"], steps),
                      f"{r['beale_final_loss']:.1e}", f"{r['beale_overshoot']:.2f}",
                      f"{r['beale_path_ratio']:.2f}",
-                     _fmt_steps(r["saddle_escape_step"], steps),
+                     f"{_fmt_steps(r['saddle_escape_step'], steps)} "
+                     f"({r['saddle_escape_threshold']:.3g})",
                      f"{r['deepobs_lr']:.3g}" if np.isfinite(r["deepobs_final_loss"])
                      else "diverges at every lr",
                      _fmt_steps(r["deepobs_steps_to_target"], steps)])
     table = markdown_table(
         ["optimizer", "tuned lr", "Beale: steps to f < 1e-3", f"f after {steps}",
-         "overshoot", "path / straight line", "saddle: steps to |v| > 1",
+         "overshoot", "path / straight line", "saddle: escape step (threshold on v)",
          "lr from (−4.5, 4.5)", "steps to f < 1e-3 from (−4.5, 4.5)"], rows)
     reproduced = all(checks.values())
     words = {True: "yes", False: "no"}
-    summary = (
+    return (
         f"Each optimizer at the learning rate tuned on Beale from {BEALE_START} (same grid of "
         f"{len(LRS)} values 10⁻⁴..10² for all; {steps} steps; rule: lowest final loss, "
         f"< {FLOOR:g} counted equal, then fewest steps to f < {TARGET:g}). The saddle "
-        f"u² − v² from (1, 10⁻³) uses the same learning rates. Ruder (2016, Fig. 4, Sec. 4.9) "
-        "gives no numbers; his reading is: Adagrad, Adadelta, RMSprop head straight for the "
-        "minimum while Momentum and NAG go off-track (NAG correcting sooner); on the saddle "
-        "SGD, Momentum and NAG struggle to break symmetry while the adaptive methods escape "
-        "quickly.\n\n" + table + "\n\n"
+        "u² − v² from (1, 10⁻³) uses the same learning rates; a run has escaped it when "
+        f"|v| > max({ESCAPE:g}, {ESCAPE_STEPS}·lr), so that the first step of a sign-like "
+        "method (about ±lr per coordinate for Adam and Adagrad) is not an escape by itself. "
+        "Ruder (2016, Fig. 4, Sec. 4.9) gives no numbers; his reading is: Adagrad, Adadelta, "
+        "RMSprop head straight for the minimum while Momentum and NAG go off-track (NAG "
+        "correcting sooner); on the saddle SGD, Momentum and NAG struggle to break symmetry "
+        "while the adaptive methods escape quickly.\n\n" + table + "\n\n"
         "Parts of the claim (adaptive = Adagrad, Adadelta, RMSprop, Adam):\n\n"
         + "\n".join(f"- `{k}`: {words[v]}" for k, v in checks.items())
         + "\n\nThe same checks with only the adaptive methods of Ruder's figure (Adagrad, "
@@ -315,7 +333,6 @@ def run(ctx: Context) -> Outcome:
            f": {', '.join(k for k, v in checks.items() if not v)} did not hold.")
         + " The escape steps over the whole learning-rate grid (figure `lr_sensitivity`) "
         "show which of these orderings are a matter of the learning rate.")
-    return Outcome(reproduced, summary, results, checks)
 
 
 def _sample(steps: int, n: int = 120) -> np.ndarray:
@@ -399,12 +416,15 @@ def _draw_saddle(ctx, saddle_paths, per_opt, steps):
         v = np.where(np.isfinite(v), v, np.nan)
         ax.plot(t + 1, v, STYLES[name], color=COLORS[name], lw=1.5,
                 label=_label(name, per_opt[name], "saddle_escape_step", steps))
+        s = per_opt[name]["saddle_escape_step"]
+        if s is not None and np.isfinite(v[s]):  # where it passed its threshold
+            ax.plot(s + 1, v[s], "o", color=COLORS[name], ms=4)
     ax.axhline(ESCAPE, color="k", lw=0.8, ls=":")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_ylim(1e-4, 1e3)
     ax.set_xlabel("step t + 1")
-    ax.set_ylabel("|v_t| (escape: |v| > 1)")
+    ax.set_ylabel(f"|v_t| (escape, dot: |v| > max({ESCAPE:g}, {ESCAPE_STEPS}·lr))")
     ax.set_title("escaping the saddle (Beale-tuned lr)", fontsize=9)
     ax.legend(fontsize=6.5, loc="upper left")
     ctx.save_figure(fig, "saddle_paths")
@@ -415,7 +435,8 @@ def _draw_grids(ctx, reach_grid, escape_grid, steps):
     for ax, grid, ylabel, title in (
             (axes[0, 0], reach_grid, f"Beale: steps to f < {TARGET:g}",
              "Beale from (1, 1.5): speed vs learning rate"),
-            (axes[0, 1], escape_grid, "saddle: steps to |v| > 1",
+            (axes[0, 1], escape_grid, f"saddle: steps to |v| > max({ESCAPE:g}, "
+             f"{ESCAPE_STEPS}·lr)",
              "saddle from (1, 10⁻³): escape vs learning rate")):
         for name, s in grid.items():
             y = np.array([np.nan if v is None else v for v in s], float)
@@ -430,7 +451,7 @@ def _draw_grids(ctx, reach_grid, escape_grid, steps):
     ctx.save_figure(fig, "lr_sensitivity")
 
 
-def _animate(ctx, surface, paths_by_name, per_opt, steps, frames, dpi):
+def _animate(ctx, surface, paths_by_name, steps, frames, dpi):
     """An animated GIF: the tuned paths growing over the steps (quadratic time axis)."""
     import matplotlib.pyplot as plt
     from matplotlib.animation import FuncAnimation, PillowWriter
@@ -446,7 +467,9 @@ def _animate(ctx, surface, paths_by_name, per_opt, steps, frames, dpi):
         (lines[name],) = ax.plot([], [], STYLES[name], color=COLORS[name], lw=1.6, label=name)
         (heads[name],) = ax.plot([], [], "o", color=COLORS[name], ms=5)
     ax.legend(fontsize=7, loc="lower left" if surface == "beale" else "upper right", ncol=2)
-    title = ax.set_title("")
+    title = ax.set_title("Beale: step 0" if surface == "beale" else "saddle u² − v²: step 0")
+    fig.canvas.draw()  # lay the figure out once; the frames keep that layout
+    fig.set_layout_engine("none")
     ts = np.unique(np.round(steps * np.linspace(0, 1, frames) ** 2).astype(int))
 
     def update(t):

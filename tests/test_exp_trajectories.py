@@ -26,6 +26,9 @@ def test_steps_and_escape(tr):
     assert tr.escape_step(xs) == 2
     assert tr.escape_step(np.array([[1.0, 0.1], [np.nan, np.nan]])) == 1  # blown up = out
     assert tr.escape_step(xs[:2]) is None
+    # the threshold grows with the step size: one step of ±lr is not an escape
+    assert tr.escape_threshold(0.01) == 1.0 and tr.escape_threshold(1.78) == pytest.approx(17.8)
+    assert tr.escape_step(np.array([[1.0, 1e-3], [0.0, 1.78]]), tr.escape_threshold(1.78)) is None
 
 
 def test_overshoot_and_path_ratio(tr):
@@ -64,3 +67,18 @@ def test_beale_loss_matches_the_problem(tr):
     np.testing.assert_allclose(tr.beale_loss(pts),
                                [float(beale().loss(jnp.asarray(p))) for p in pts], rtol=1e-5)
     assert tr.beale_loss(np.array([3.0, 0.5])) == 0.0
+
+
+def test_claim_checks(tr):
+    """Each part from the tuned runs' numbers; None (never reached) counts as slowest."""
+    def opt(reach, shoot, esc):
+        return {"beale_steps_to_target": reach, "beale_overshoot": shoot,
+                "saddle_escape_step": esc}
+
+    per_opt = {"SGD": opt(200, 0.5, None), "Momentum": opt(80, 0.9, 150),
+               "NAG": opt(70, 0.6, 120), **{n: opt(50, 0.2, 20) for n in tr.ADAPTIVE}}
+    assert all(tr.claim_checks(per_opt).values())
+    per_opt["Adam"] = opt(None, 0.2, 130)
+    checks = tr.claim_checks(per_opt)
+    assert not checks["beale_adaptive_fast"] and not checks["saddle_adaptive_escape"]
+    assert tr.claim_checks(per_opt, ("Adagrad", "Adadelta", "RMSprop"))["beale_adaptive_fast"]
