@@ -59,9 +59,52 @@ def test_best_log_wd_parabola(wd):
     log_wd = (-4.0, -3.0, -2.0, -1.0)
     x = np.asarray(log_wd)
     err = np.stack([(x - (-2.7)) ** 2, (x - (-1.0)) ** 2 + 1, (x + 4.5) ** 2], axis=1)
-    best = wd.best_log_wd(err, log_wd)
+    best, interior = wd.best_log_wd(err, log_wd)
     np.testing.assert_allclose(best[0], -2.7, atol=1e-9)   # exact for a parabola
     assert best[1] == -1.0 and best[2] == -4.0             # minimum at the grid's edge
+    assert interior.tolist() == [True, False, False]
+
+
+def test_valley_slope_uses_interior_columns_only(wd):
+    """A diagonal valley running off the grid: the censored columns are left out, and with
+    fewer than three interior columns there is no slope."""
+    log_lr = np.arange(5.0)
+    log_wd = np.arange(-6.0, 1.0)  # 7 values
+    centre = -0.2 - log_lr  # the valley: log λ* = -0.2 - log α, above the grid at α = 0
+    err = (log_wd[:, None] - centre[None, :]) ** 2
+    slope, r, k = wd.valley_slope(err, log_lr, log_wd)
+    assert k == 4 and slope == pytest.approx(-1.0) and r == pytest.approx(-1.0)
+    flat = (log_wd[:, None] - np.asarray([0.0, 0.0, -3.0, -6.0, -6.0])[None, :]) ** 2
+    assert wd.valley_slope(flat, log_lr, log_wd) == (None, None, 1)
+
+
+def test_checks_compare_per_seed_slopes(wd):
+    def method(slopes, err):
+        return {"slope_per_seed": slopes, "selected_test_error": err}
+
+    s = {"Adam + L2": method([-1.0, -0.9, -1.1], [0.35, 0.36, 0.34]),
+         "AdamW": method([0.05, -0.1, 0.0], [0.30, 0.31, 0.29]),
+         "SGD + L2": method([-0.3, 0.2, None], [0.3, 0.3, 0.31]),
+         "SGDW": method([0.1, -0.2, 0.3], [0.3, 0.32, 0.3])}
+    checks = wd.arch_checks("a", s)
+    assert list(checks.values()) == [True, None, True]
+    s["SGD + L2"]["slope_per_seed"] = [None, None, -1.0]  # one seed with a slope: undecided
+    assert wd.arch_checks("a", s)["a: SGDW more separable than SGD + L2"] is None
+
+
+def test_configurations(wd):
+    quick, full, acc = wd.config(quick=True), wd.config(), wd.config(accelerator=True)
+    assert quick.train_size and quick.archs == ("mlp",)
+    assert full.archs == ("mlp_bn", "mlp") and full.epochs == 30
+    assert (len(full.lr_index), len(full.wd_index)) == (5, 7)
+    assert acc.dataset == "cifar10" and acc.archs == ("wrn",) and acc.epochs == 100
+    assert acc.grids()[0] == full.grids()[0]
+    # the same normalized weight decay: λ / √(b / (B T)) equal in both configurations
+    ratio = wd.normalization(wd.CIFAR_TRAIN, 100) / wd.normalization(wd.MNIST1D_TRAIN, 30)
+    for f in (0, 1):
+        np.testing.assert_allclose(10 ** np.asarray(acc.grids()[1][f]),
+                                   10 ** np.asarray(full.grids()[1][f]) * ratio, rtol=1e-2)
+    assert "CIFAR-10" in wd.EXPERIMENT.accelerator
 
 
 def test_separability_measures(wd):
