@@ -40,8 +40,6 @@ saved per (model, schedule) so an interrupted full run resumes.
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import sys
 from typing import Any
 
@@ -53,7 +51,6 @@ from flax import nnx
 
 import optlab
 from optlab import reproduce
-from optlab.io import atomic_write_json
 from optlab.reproduce import Context, Experiment, Outcome, fmt_pm, markdown_table, mean_std
 from optlab.tasks import load_dataset, make_model
 
@@ -155,8 +152,9 @@ def _functions(graphdef: Any):
 
 
 def _init(data, model: str, seeds: list[int], n_lrs: int):
-    """Stacked (params, rest, momentum state) for runs = learning rates × seeds (seed fastest);
-    seed s initialises the model identically for every learning rate and schedule."""
+    """The graph and stacked (params, rest, momentum state), as host arrays, for runs =
+    learning rates × seeds (seed fastest); seed s initialises the model identically for every
+    learning rate and schedule (made once per model, copied to each schedule's run)."""
     states = []
     for seed in seeds:
         m = make_model(model, data.input_shape, data.num_classes, rngs=nnx.Rngs(seed))
@@ -165,7 +163,7 @@ def _init(data, model: str, seeds: list[int], n_lrs: int):
     stack = lambda trees: jax.tree.map(lambda *a: jnp.stack(a), *trees)  # noqa: E731
     params, rest = stack([states[i % len(seeds)] for i in range(n_lrs * len(seeds))])
     opt_state = jax.vmap(optlab.sgd(1.0, momentum=MOMENTUM).init)(params)
-    return graphdef, params, rest, opt_state
+    return graphdef, *jax.device_get((params, rest, opt_state))
 
 
 def order(seed: int, epochs: int, n: int) -> np.ndarray:
@@ -176,10 +174,12 @@ def order(seed: int, epochs: int, n: int) -> np.ndarray:
 
 
 def train_schedule(data, model: str, schedule: str, cfg: dict[str, Any], seeds: list[int],
-                   log) -> dict[str, Any]:
-    """Trains every learning rate × seed with one schedule; per-epoch histories."""
+                   init: tuple[Any, ...], log) -> dict[str, Any]:
+    """Trains every learning rate × seed with one schedule from ``init`` (:func:`_init`, host
+    copies); per-epoch histories."""
     lrs, epochs, n = cfg["learning_rates"], cfg["epochs"], len(data.y_train)
-    graphdef, params, rest, opt_state = _init(data, model, seeds, len(lrs))
+    graphdef, *state = init
+    params, rest, opt_state = jax.tree.map(jnp.asarray, state)  # fresh buffers (donated)
     epoch_fn, evaluate = _functions(graphdef)
     runs = len(lrs) * len(seeds)
     ok = jnp.ones(runs, bool)
@@ -203,36 +203,15 @@ def train_schedule(data, model: str, schedule: str, cfg: dict[str, Any], seeds: 
                 hist[f"{split}_accuracy"].append(np.asarray(acc))
         log(f"{model} {schedule}: epoch {p['start'] + p['epochs']}/{epochs} (batch "
             f"{p['batch']}, lr × {p['lr_factor']:g})")
-    ok = np.asarray(ok)
-    out = {k: np.stack(v, axis=1).reshape(len(lrs), len(seeds), epochs)
+    # a frozen run's metrics stop changing at a step we do not know, so the whole history of
+    # a diverged run is NaN (it is excluded, never a best result)
+    ok = np.asarray(ok).reshape(len(lrs), len(seeds), 1)
+    out = {k: np.where(ok, np.stack(v, axis=1).reshape(len(lrs), len(seeds), epochs),
+                       np.nan).tolist()
            for k, v in hist.items()}
-    for k in out:  # a diverged run: NaN from the epoch it stopped (it was frozen there)
-        out[k] = np.where(ok.reshape(len(lrs), len(seeds))[..., None], out[k],
-                          _nan_after_divergence(out[k]))
-    out = {k: v.tolist() for k, v in out.items()}
-    out["diverged"] = (~ok).reshape(len(lrs), len(seeds)).tolist()
+    out["diverged"] = (~ok[..., 0]).tolist()
     out["updates_per_epoch"] = updates_per_epoch(schedule, epochs, cfg["batch0"], n)
     return out
-
-
-def _nan_after_divergence(h: np.ndarray) -> np.ndarray:
-    """A frozen run's metrics stop changing; we do not know the exact step, so the whole
-    history of a diverged run is reported as NaN (it is excluded, never a best result)."""
-    return np.full_like(h, np.nan)
-
-
-def cached(ctx: Context, key: str, cfg: dict[str, Any], compute):
-    """``compute()`` once per configuration: its JSON is kept in the checkpoint folder, so an
-    interrupted full run resumes after the last finished (model, schedule)."""
-    ident = json.dumps({"key": key, "cfg": cfg, "seeds": ctx.seeds}, sort_keys=True)
-    digest = hashlib.sha256(ident.encode()).hexdigest()[:12]
-    path = ctx.checkpoint_dir("runs") / f"{key}-{digest}.json"
-    if path.exists():
-        ctx.log(f"{key}: loaded from {path}")
-        return json.loads(path.read_text())
-    value = compute()
-    atomic_write_json(path, value)
-    return value
 
 
 # ------------------------------------------------------------------------------------------
@@ -248,16 +227,88 @@ def select_lr(h: dict[str, Any]) -> int:
     return int(np.argmax(score))
 
 
-def compare(ref: np.ndarray, alt: np.ndarray, first_step: int) -> dict[str, float]:
-    """Final test accuracies (seeds × epochs curves) and the mean absolute gap between the
-    mean curves after the first step, in percentage points."""
-    diff = alt[:, -1].mean() - ref[:, -1].mean()
-    se = np.sqrt(ref[:, -1].var(ddof=1) / len(ref) + alt[:, -1].var(ddof=1) / len(alt)) \
-        if len(ref) > 1 else 0.0
+def matches(alt: np.ndarray, ref: np.ndarray, tolerance: float) -> bool | None:
+    """Whether ``alt`` matches ``ref`` within ``tolerance`` (final accuracies per seed,
+    paired: the same initialisation and example stream): True when the mean paired
+    difference is within ±tolerance by more than 2 standard errors (both one-sided
+    ``reproduce.decide`` tests), False when it is outside by more than 2 SE, else None."""
+    d = np.asarray(alt, float) - np.asarray(ref, float)
+    zero = np.zeros_like(d)
+    if reproduce.decide(d, zero, margin=-tolerance) and reproduce.decide(zero, d,
+                                                                          margin=-tolerance):
+        return True
+    if reproduce.decide(d, zero, margin=tolerance) or reproduce.decide(zero, d,
+                                                                       margin=tolerance):
+        return False
+    return None
+
+
+def compare(ref: np.ndarray, alt: np.ndarray, first_step: int) -> dict[str, Any]:
+    """Final test accuracies (seeds × epochs curves): the difference, its paired standard
+    error and the decision of :func:`matches`; and the mean absolute gap between the mean
+    curves after the first step (percentage points)."""
+    d = alt[:, -1] - ref[:, -1]
+    se = float(np.std(d, ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
     gap = np.abs(alt.mean(0) - ref.mean(0))[first_step:].mean()
-    return {"final_diff_pt": 100 * float(diff), "final_se_pt": 100 * float(se),
-            "curve_gap_pt": 100 * float(gap),
-            "final_tolerance_pt": max(FINAL_TOLERANCE_PT, 2 * 100 * float(se))}
+    return {"final_diff_pt": 100 * float(d.mean()), "final_paired_se_pt": 100 * se,
+            "final_matches": matches(alt[:, -1], ref[:, -1], FINAL_TOLERANCE_PT / 100),
+            "curve_gap_pt": 100 * float(gap)}
+
+
+def analyse(model: str, hists: dict[str, Any], cfg: dict[str, Any], first_step: int
+            ) -> tuple[dict[str, bool | None], dict[str, Any]]:
+    """One model's checks and its results record."""
+    j = select_lr(hists["decay_lr"])
+    own = {s: select_lr(h) for s, h in hists.items()}
+    updates = {s: int(np.sum(h["updates_per_epoch"])) for s, h in hists.items()}
+    test = {s: np.asarray(h["test_accuracy"], float)[j] for s, h in hists.items()}
+    cmp = {s: compare(test["decay_lr"], test[s], first_step) for s in SCHEDULES[1:]}
+    checks: dict[str, bool | None] = {}
+    for s in SCHEDULES[1:]:
+        checks[f"{model}: {s} final accuracy matches"] = cmp[s]["final_matches"]
+        checks[f"{model}: {s} curve matches"] = bool(cmp[s]["curve_gap_pt"]
+                                                     <= CURVE_TOLERANCE_PT)
+    checks[f"{model}: fewer updates"] = bool(
+        updates["increase_batch"] <= FEWER_UPDATES_RATIO * updates["decay_lr"]
+        and updates["hybrid"] < updates["decay_lr"])
+    lrs = cfg["learning_rates"]
+    record = {
+        "selected_lr": lrs[j], "own_best_lr": {s: lrs[own[s]] for s in own},
+        "updates": updates, "comparison": cmp,
+        "final_by_lr": {s: {k: _round(np.asarray(h[k], float)[:, :, -1])
+                            for k in ("val_accuracy", "test_accuracy")}
+                        for s, h in hists.items()},
+        "curves_at_selected_lr": {s: {k: _round(np.asarray(h[k], float)[j])
+                                      for k in ("test_accuracy", "val_accuracy", "train_loss")}
+                                  for s, h in hists.items()},
+        "updates_per_epoch": {s: h["updates_per_epoch"] for s, h in hists.items()},
+        "diverged": {s: h["diverged"] for s, h in hists.items()}}
+    return checks, record
+
+
+def _section(model: str, hists: dict[str, Any], record: dict[str, Any], cfg: dict[str, Any],
+             seeds: int) -> str:
+    lrs, j = cfg["learning_rates"], cfg["learning_rates"].index(record["selected_lr"])
+    cmp, words = record["comparison"], {True: "yes", False: "no", None: "undecided"}
+    rows = []
+    for s in SCHEDULES:
+        h = hists[s]
+        own_test = np.asarray(h["test_accuracy"], float)[lrs.index(record["own_best_lr"][s]),
+                                                         :, -1]
+        c = cmp.get(s)
+        rows.append([LABELS[s], f"{record['updates'][s]:,}",
+                     fmt_pm(np.asarray(h["test_accuracy"], float)[j, :, -1], 100),
+                     f"{c['final_diff_pt']:+.2f} ± {c['final_paired_se_pt']:.2f}: "
+                     f"{words[c['final_matches']]}" if c else "—",
+                     f"{c['curve_gap_pt']:.2f}" if c else "—",
+                     f"{record['own_best_lr'][s]:g}: {fmt_pm(own_test, 100)}",
+                     fmt_pm(np.asarray(h["train_loss"], float)[j][:, -1], 1, 3)])
+    return (f"**{model}** (learning rate {record['selected_lr']:g}, selected on validation for "
+            f"the decaying schedule; {seeds} seeds, mean ± std):\n\n"
+            + markdown_table(["schedule", "updates", "final test acc. (%)",
+                              "Δ vs decay (pt, paired SE): within 1 pt?",
+                              "mean curve gap (pt)", "own best lr: test acc. (%)",
+                              "final train loss"], rows))
 
 
 def run(ctx: Context) -> Outcome:
@@ -272,63 +323,35 @@ def run(ctx: Context) -> Outcome:
                                "factor": FACTOR, "step_epochs": [round(f * epochs)
                                                                  for f in STEP_FRACTIONS],
                                "models": {}}
-    checks: dict[str, bool] = {}
+    checks: dict[str, bool | None] = {}
     sections, fig_rows = [], []
     for model in cfg["models"]:
-        hists = {s: cached(ctx, f"{model}-{s}", cfg,
-                           lambda s=s, model=model: train_schedule(data, model, s, cfg,
-                                                                   ctx.seeds, ctx.log))
+        init = functools.cache(functools.partial(_init, data, model, ctx.seeds,
+                                                 len(cfg["learning_rates"])))
+        hists = {s: ctx.cached(f"{model}-{s}", {"cfg": cfg, "seeds": ctx.seeds},
+                               lambda s=s, model=model, init=init: train_schedule(
+                                   data, model, s, cfg, ctx.seeds, init(), ctx.log),
+                               folder="runs")
                  for s in SCHEDULES}
-        j = select_lr(hists["decay_lr"])
-        own = {s: select_lr(h) for s, h in hists.items()}
-        updates = {s: int(np.sum(h["updates_per_epoch"])) for s, h in hists.items()}
-        test = {s: np.asarray(h["test_accuracy"], float)[j] for s, h in hists.items()}
-        train_loss = {s: np.asarray(h["train_loss"], float)[j] for s, h in hists.items()}
-        cmp = {s: compare(test["decay_lr"], test[s], first_step) for s in SCHEDULES[1:]}
-        for s in SCHEDULES[1:]:
-            c = cmp[s]
-            checks[f"{model}: {s} final accuracy matches"] = bool(
-                np.isfinite(c["final_diff_pt"]) and abs(c["final_diff_pt"])
-                <= c["final_tolerance_pt"])
-            checks[f"{model}: {s} curve matches"] = bool(c["curve_gap_pt"]
-                                                         <= CURVE_TOLERANCE_PT)
-        checks[f"{model}: fewer updates"] = bool(
-            updates["increase_batch"] <= FEWER_UPDATES_RATIO * updates["decay_lr"]
-            and updates["hybrid"] < updates["decay_lr"])
-        lr = cfg["learning_rates"][j]
-        rows = []
-        for s in SCHEDULES:
-            own_test = np.asarray(hists[s]["test_accuracy"], float)[own[s], :, -1]
-            rows.append([LABELS[s], f"{updates[s]:,}", fmt_pm(test[s][:, -1], 100),
-                         f"{cmp[s]['final_diff_pt']:+.2f}" if s in cmp else "—",
-                         f"{cmp[s]['curve_gap_pt']:.2f}" if s in cmp else "—",
-                         f"{cfg['learning_rates'][own[s]]:g}: {fmt_pm(own_test, 100)}",
-                         f"{fmt_pm(np.asarray(hists[s]['train_loss'], float)[j][:, -1], 1, 3)}"])
-        sections.append(
-            f"**{model}** (learning rate {lr:g}, selected on validation for the decaying "
-            f"schedule; {len(ctx.seeds)} seeds, mean ± std):\n\n"
-            + markdown_table(["schedule", "updates", "final test acc. (%)",
-                              "Δ vs decay (pt)", "mean curve gap (pt)",
-                              "own best lr: test acc. (%)", "final train loss"], rows))
-        results["models"][model] = {
-            "selected_lr": lr, "own_best_lr": {s: cfg["learning_rates"][own[s]] for s in own},
-            "updates": updates, "comparison": cmp,
-            "final_by_lr": {s: {k: _round(np.asarray(h[k], float)[:, :, -1])
-                                for k in ("val_accuracy", "test_accuracy")}
-                            for s, h in hists.items()},
-            "curves_at_selected_lr": {s: {k: _round(np.asarray(h[k], float)[j])
-                                          for k in ("test_accuracy", "val_accuracy",
-                                                    "train_loss")}
-                                      for s, h in hists.items()},
-            "updates_per_epoch": {s: h["updates_per_epoch"] for s, h in hists.items()},
-            "diverged": {s: h["diverged"] for s, h in hists.items()}}
-        fig_rows.append((model, test, train_loss, hists, lr))
+        model_checks, record = analyse(model, hists, cfg, first_step)
+        checks.update(model_checks)
+        results["models"][model] = record
+        sections.append(_section(model, hists, record, cfg, len(ctx.seeds)))
+        fig_rows.append((model, hists, cfg["learning_rates"].index(record["selected_lr"]),
+                         record["selected_lr"]))
 
-    _figure(ctx, fig_rows, cfg, n, epochs)
+    _figure(ctx, fig_rows, n, epochs)
+    return Outcome(None if ctx.quick else reproduce.verdict_of(checks),
+                   _summary(ctx, cfg, results, sections, checks, n, epochs), results, checks)
+
+
+def _summary(ctx: Context, cfg, results, sections, checks, n: int, epochs: int) -> str:
     m0 = cfg["models"][0]
     u = results["models"][m0]["updates"]
-    reproduced = all(checks.values())
-    summary = (
+    verdict = reproduce.verdict_of(checks)
+    words = {True: "held", False: "failed", None: "undecided"}
+    parts = "; ".join(f"{k}: {words[v]}" for k, v in checks.items() if v is not True)
+    return (
         f"MNIST-1D, N = {n:,} training examples, SGD momentum {MOMENTUM}, {epochs} epochs, "
         f"steps at epochs {results['step_epochs']} (factor {FACTOR}); batch "
         f"{cfg['batch0']} → {cfg['batch0'] * FACTOR ** 3:,} for the increasing schedule.\n\n"
@@ -341,16 +364,19 @@ def run(ctx: Context) -> Outcome:
         "about 78,000 (ratio 0.37, our arithmetic from the schedule). Ours "
         f"({m0}): {u['increase_batch']:,} instead of {u['decay_lr']:,} (ratio "
         f"{u['increase_batch'] / u['decay_lr']:.2f}), hybrid {u['hybrid']:,}.\n\n"
-        f"Criteria (fixed before measuring): final test accuracy within max({FINAL_TOLERANCE_PT:g}"
-        f" pt, 2 SE) of the decaying schedule's, mean absolute gap between the mean curves "
-        f"after the first step ≤ {CURVE_TOLERANCE_PT:g} pt, and the increasing batch needing ≤ "
-        f"{FEWER_UPDATES_RATIO:g}× the updates. "
-        + (("All hold" if reproduced else "Not all hold: "
-            + ", ".join(k for k, v in checks.items() if not v))
-           + (" at this size (quick mode: MLP only, 10 epochs, 2 learning rates, too small "
-              "to decide the accuracy parts of the claim; verdict undecided)." if ctx.quick
-              else (": **reproduced**." if reproduced else " (**did not reproduce**)."))))
-    return Outcome(reproduced if not ctx.quick else None, summary, results, checks)
+        f"Criteria: the final test accuracy matches the decaying schedule's within "
+        f"{FINAL_TOLERANCE_PT:g} pt when the mean paired difference (same initialisation and "
+        "example stream per seed) is inside ±1 pt by more than 2 standard errors (both sides, "
+        "`reproduce.decide`; outside by 2 SE: fails; else undecided); the mean absolute gap "
+        f"between the mean curves after the first step ≤ {CURVE_TOLERANCE_PT:g} pt; the "
+        f"increasing batch needing ≤ {FEWER_UPDATES_RATIO:g}× the updates. (The first full "
+        "run decided \"matches\" by |Δ| ≤ max(1 pt, 2 unpaired SE), which holds whenever the "
+        "seeds disagree enough; this rule asks for evidence and can leave a part undecided.) "
+        + (f"Quick mode (MLP only, {epochs} epochs, {len(cfg['learning_rates'])} learning "
+           "rates): too small to decide the accuracy parts; verdict undecided"
+           + (f" ({parts})." if parts else ".") if ctx.quick else
+           "All parts hold: **reproduced**." if verdict else
+           f"**{reproduce.verdict(verdict).capitalize()}**: {parts}."))
 
 
 def _round(a: np.ndarray) -> list:
@@ -364,10 +390,12 @@ def _band(ax, x, runs, color, label):
     ax.fill_between(x, m - s, m + s, color=color, alpha=0.2, lw=0)
 
 
-def _figure(ctx: Context, rows, cfg, n, epochs) -> None:
+def _figure(ctx: Context, rows, n: int, epochs: int) -> None:
     fig, axes = reproduce.figure(len(rows), 3, width=4.6, height=3.5)
     ep = np.arange(1, epochs + 1)
-    for r, (model, test, train_loss, hists, lr) in enumerate(rows):
+    for r, (model, hists, j, lr) in enumerate(rows):
+        test = {s: np.asarray(h["test_accuracy"], float)[j] for s, h in hists.items()}
+        train_loss = {s: np.asarray(h["train_loss"], float)[j] for s, h in hists.items()}
         ax_e, ax_u, ax_l = axes[r]
         for s in SCHEDULES:
             _band(ax_e, ep, 100 * test[s], COLORS[s], LABELS[s])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+import numpy as np
 import pytest
 
 from optlab import reproduce
@@ -42,3 +43,12 @@ def test_update_counts():
     assert sum(bs.updates_per_epoch("hybrid", 50, 8, 3000)) == 8_250
     with pytest.raises(ValueError, match="does not divide"):
         bs.updates_per_epoch("increase_batch", 50, 8, 3600)
+
+
+def test_matches_is_a_paired_equivalence_decision():
+    """Within ±1 pt by 2 paired standard errors: True; outside by 2 SE: False; else None."""
+    ref = np.array([0.60, 0.65, 0.70])
+    assert bs.matches(ref + np.array([0.002, 0.003, 0.001]), ref, 0.01) is True
+    assert bs.matches(ref - np.array([0.05, 0.04, 0.05]), ref, 0.01) is False
+    assert bs.matches(ref + np.array([0.03, -0.03, 0.01]), ref, 0.01) is None
+    assert bs.matches(ref[:1], ref[:1], 0.01) is None  # one seed: no error to measure
