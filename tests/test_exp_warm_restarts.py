@@ -89,3 +89,34 @@ def test_ensemble_errors_average_the_last_snapshots(wr):
     assert err[0, 0] == 0.5   # the last alone
     assert err[1, 0] == 0.5   # the last two: (0.35, 0.65) wrong, right
     assert err[2, 0] == 0.0   # all three: (0.55, 0.45) right, right
+
+
+def test_ensemble_metrics_cross_entropy(wr):
+    labels = np.asarray([0, 1])
+    snaps = np.asarray([[[[0.5, 0.5], [0.2, 0.8]]], [[[0.9, 0.1], [0.4, 0.6]]]])
+    err, loss = wr.ensemble_metrics(snaps, labels)
+    np.testing.assert_allclose(loss[0, 0], -(np.log(0.9) + np.log(0.6)) / 2)
+    np.testing.assert_allclose(loss[1, 0], -(np.log(0.7) + np.log(0.7)) / 2)
+    assert err.tolist() == [[0.0], [0.0]]
+
+
+def test_select_on_validation(wr):
+    acc = np.asarray([[0.8, 0.9], [0.9, np.nan], [0.85, 0.85]])
+    loss = np.asarray([[0.5, 0.4], [0.1, 0.1], [0.3, 0.3]])
+    assert wr.select(acc, loss) == 2  # tie at 0.85 broken by the loss; NaN excluded
+
+
+def test_configurations_end_cycles_at_the_last_epoch(wr):
+    """Both restart settings end a cycle at the last epoch in every configuration; the
+    accelerator configuration is the SGDR paper's network on CIFAR-10."""
+    for cfg in (wr.config(), wr.config(accelerator=True)):
+        for t0 in cfg.t0s:
+            assert cfg.epochs in np.cumsum([t0 * 2 ** i for i in range(10)]), cfg
+    quick = wr.config(quick=True)  # T0 = 3: a cut second cycle
+    assert quick.epochs in np.cumsum([quick.t0s[0] * 2 ** i for i in range(10)])
+    acc = wr.config(accelerator=True)
+    assert acc.dataset == "cifar10" and acc.model == "wrn"
+    assert dict(acc.model_options) == {"depth": 28, "width": 10}
+    assert acc.epochs == 255 and acc.t0s == (1, 17) and acc.snapshot_group > 0
+    assert len(acc.lr_index) == len(wr.config().lr_index)
+    assert "WRN-28-10" in wr.EXPERIMENT.accelerator
