@@ -14,32 +14,34 @@ the comparison here is qualitative.)
 What we run: Adam (β₁ = 0.9, ε = 10⁻⁸) with β₂ ∈ {0.9, 0.99, 0.999} on three tasks: the
 MNIST-1D MLP (30 epochs), the MNIST-1D CNN (15 epochs) and the MLP on UCI digits (40
 epochs); batch 128, 3 seeds. Every β₂ gets the same learning-rate grid 10^{−3.5, −3, ...,
-−1} (6 values), chosen per (task, β₂) on the final-epoch validation accuracy (mean over
-seeds; ties by validation loss; 10 % of the training set), and we report the final-epoch test
-accuracy (and, for reference, the test accuracy at each run's best validation epoch).
+−1} (6 values), chosen per (task, β₂) by :func:`select` (the final-epoch validation accuracy,
+mean over seeds; a learning rate at which a seed diverged cannot be selected; ties by
+validation loss; 10 % of the training set), and we report the final-epoch test accuracy (and,
+for reference, the test accuracy at each run's best validation epoch).
 
 Stability, over the whole grid (6 learning rates × 3 seeds per β₂ and task): runs that
 diverged (a non-finite loss: ``optlab.train`` freezes them) and runs with a loss spike, an
 epoch whose mean training loss exceeds the best earlier epoch's by more than 50 % and by more
 than 0.05 (the mean over an epoch hides spikes shorter than an epoch).
 
-Checks, per task and lower β₂ (0.9, 0.99): ``{task}_{β₂}_as_good``, its final test accuracy is
-not worse than β₂ = 0.999's by more than 2 standard errors of the difference (non-
-inferiority; with 3 seeds this only rules out large losses); ``{task}_{β₂}_better``, it is
-better by more than 2 standard errors (Dozat & Manning's stronger statement, reported);
-and, per lower β₂ over all tasks, ``stable_{β₂}``: no more unstable runs (diverged or
-spiking) than β₂ = 0.999. Verdict: reproduced when every ``as_good`` and ``stable`` check
-holds.
+Checks (:func:`optlab.reproduce.decide`: decided by more than 2 standard errors over seeds,
+else undecided), per task and lower β₂ (0.9, 0.99): ``{task}_{β₂}_as_good``, its final test
+accuracy is at most 1 point below β₂ = 0.999's (non-inferiority with a 1-point margin);
+``{task}_{β₂}_better``, it is above (Dozat & Manning's stronger statement, reported, not part
+of the verdict); and, per lower β₂ over all tasks, ``stable_{β₂}``: fewer unstable runs
+(diverged or spiking) per seed than β₂ = 0.999. Verdict: :func:`optlab.reproduce.verdict_of`
+over the ``as_good`` and ``stable`` checks.
 
 All runs use ``optlab.train``'s default compiled loop, so each run is bit for bit what it
 would be alone. For the CNN we measured the alternative, ``unroll=True`` with the whole grid
 in one vmapped group (on the shared 2-core machine): 17.5 s per epoch for the 54 runs against
 about 26 s (0.48 s per run and epoch, measured on 9 runs), but 72 s of compilation: about
 15 % less time over 15 epochs, which we gave up for results that do not depend on the
-grouping. MNIST-5k with the ConvNet (the issue's optional fourth task) is left out: on 2 CPU
-cores its 54 runs would take far longer than this experiment's budget; on an accelerator it
-is ``train(load_dataset("mnist5k"), "convnet", optlab.adam, hyperparams={"b2": B2S,
-"learning_rate": LRS}, seeds=3, epochs=20)``.
+grouping.
+
+Accelerator configuration (``--accelerator``, not run here): the three tasks plus the issue's
+optional fourth, MNIST-5k with the Bello et al. ConvNet (20 epochs, the same grid and seeds):
+on 2 CPU cores its 54 runs would take far longer than this experiment's budget.
 
 Quick mode (CI): 1,000 MNIST-1D training examples, the MLP, 3 epochs, learning rates 10⁻³
 and 10⁻²; it decides nothing (``reproduced`` is None).
@@ -57,10 +59,12 @@ from optlab.reproduce import (
     Context,
     Experiment,
     Outcome,
+    decide,
     fmt_pm,
     markdown_table,
     mean_std,
     significant,
+    verdict_of,
 )
 from optlab.search.run import with_train_size
 from optlab.tasks import load_dataset
@@ -76,6 +80,10 @@ SPIKE_RATIO, SPIKE_ABS = 1.5, 0.05
 TASKS = {"mnist1d_mlp": ("mnist1d", "mlp", 30),
          "mnist1d_cnn": ("mnist1d", "cnn1d", 15),
          "digits_mlp": ("digits", "mlp", 40)}
+# the issue's optional fourth task, too slow for 2 CPU cores: added by --accelerator
+ACCELERATOR_TASKS = {"mnist5k_convnet": ("mnist5k", "convnet", 20)}
+MARGIN = 0.01  # "as good": at most 1 point of test accuracy below β₂ = 0.999 (2 SE)
+TIE = 1e-6  # validation accuracies closer than this are a tie (broken by validation loss)
 
 
 def spikes(train_loss) -> int:
@@ -114,9 +122,8 @@ def run_task(ctx: Context, task: str, dataset: str, model: str, epochs: int, lrs
            "train_examples": len(data.y_train), "wall_time_s": result.wall_time,
            "by_b2": {}}
     for b, b2 in enumerate(B2S):
-        val = np.nan_to_num(final["val_accuracy"][b], nan=0.0).mean(1)
-        vloss = np.nan_to_num(final["val_loss"][b], nan=np.inf).mean(1)
-        i = min(range(len(lrs)), key=lambda j: (-val[j], vloss[j]))
+        i = select(np.where(diverged[b], np.nan, final["val_accuracy"][b]),
+                   final["val_loss"][b])
         unstable = diverged[b] | (spike[b] > 0)
         out["by_b2"][str(b2)] = {
             "lr": lrs[i], "lr_on_grid_edge": i in (0, len(lrs) - 1),
@@ -138,21 +145,55 @@ def run_task(ctx: Context, task: str, dataset: str, model: str, epochs: int, lrs
     return out
 
 
-def run(ctx: Context) -> Outcome:
-    lrs = QUICK_LRS if ctx.quick else LRS
-    tasks = {"mnist1d_mlp": ("mnist1d", "mlp", 3)} if ctx.quick else TASKS
-    measured = {task: run_task(ctx, task, *spec, lrs) for task, spec in tasks.items()}
+def select(val_accuracy, val_loss) -> int:
+    """The selection rule: the index (axis 0) with the highest mean validation accuracy over
+    seeds (axis 1); a setting at which any seed diverged (NaN) cannot be selected; means
+    within ``TIE`` of the best are tied and go to the lowest mean validation loss."""
+    acc = np.asarray(val_accuracy, float).mean(axis=1)
+    loss = np.asarray(val_loss, float).mean(axis=1)
+    ok = np.isfinite(acc)
+    if not ok.any():
+        return 0
+    tied = ok & (acc >= np.max(acc[ok]) - TIE)
+    return int(np.argmin(np.where(tied, np.nan_to_num(loss, nan=np.inf), np.inf)))
 
-    checks, rows = {}, []
+
+def unstable_per_seed(measured: dict, b2: float) -> np.ndarray:
+    """Unstable runs (diverged or spiking) per seed, summed over tasks and learning rates."""
+    return sum(((np.asarray(m["by_b2"][str(b2)]["grid_diverged"]) > 0)
+                | (np.asarray(m["by_b2"][str(b2)]["grid_spikes"]) > 0)).sum(0)
+               for m in measured.values())
+
+
+def checks_of(measured: dict) -> dict[str, bool | None]:
+    """Per task and lower β₂: ``as_good`` (final test accuracy at most ``MARGIN`` below
+    0.999's, decided over seeds), ``better`` (above it, decided; reported, not part of the
+    verdict); per lower β₂: ``stable`` (fewer unstable runs per seed than 0.999, decided)."""
+    checks: dict[str, bool | None] = {}
     for task, m in measured.items():
-        base = m["by_b2"][str(DEFAULT)]
+        base = m["by_b2"][str(DEFAULT)]["test_accuracy"]
         for b2 in B2S:
             r = m["by_b2"][str(b2)]
-            diff, z = significant(r["test_accuracy"], base["test_accuracy"])
+            diff, z = significant(r["test_accuracy"], base)
             r["vs_default"] = {"test_accuracy_diff": diff, "z": z}
             if b2 != DEFAULT:
-                checks[f"{task}_{b2}_as_good"] = bool(z >= -2)
-                checks[f"{task}_{b2}_better"] = bool(z > 2)
+                checks[f"{task}_{b2}_as_good"] = decide(r["test_accuracy"], base,
+                                                        margin=-MARGIN)
+                checks[f"{task}_{b2}_better"] = decide(r["test_accuracy"], base)
+    for b2 in B2S:
+        if b2 != DEFAULT:
+            checks[f"stable_{b2}"] = decide(unstable_per_seed(measured, b2),
+                                            unstable_per_seed(measured, DEFAULT),
+                                            higher_is_better=False)
+    return checks
+
+
+def summary_text(ctx: Context, measured: dict, checks: dict, reproduced, lrs) -> str:
+    rows = []
+    for task, m in measured.items():
+        for b2 in B2S:
+            r = m["by_b2"][str(b2)]
+            diff, z = r["vs_default"]["test_accuracy_diff"], r["vs_default"]["z"]
             rows.append([task, f"{b2}", f"{r['lr']:.2g}" + (" (grid edge)" if
                                                              r["lr_on_grid_edge"] else ""),
                          fmt_pm(r["test_accuracy"], 100),
@@ -160,26 +201,22 @@ def run(ctx: Context) -> Outcome:
                          fmt_pm(r["train_loss"], 1, 4),
                          "—" if b2 == DEFAULT else f"{100 * diff:+.1f} ({z:+.1f} SE)",
                          f"{r['diverged_runs']} / {r['spiking_runs']} of {r['runs']}"])
-    unstable = {b2: sum(m["by_b2"][str(b2)]["unstable_runs"] for m in measured.values())
-                for b2 in B2S}
-    spike_epochs = {b2: sum(m["by_b2"][str(b2)]["spike_epochs"] for m in measured.values())
-                    for b2 in B2S}
-    for b2 in B2S:
-        if b2 != DEFAULT:
-            checks[f"stable_{b2}"] = bool(unstable[b2] <= unstable[DEFAULT])
-    decisive = {k: v for k, v in checks.items() if not k.endswith("_better")}
-    reproduced = None if ctx.quick else all(decisive.values())
-    _figures(ctx, measured, lrs)
-
     table = markdown_table(
         ["task", "β₂", "selected lr", "final test acc. %", "test acc. % at best val. epoch",
          "final train loss", "Δ test acc. vs 0.999 (pts)",
          "diverged / spiking runs over the lr grid"], rows)
-    verdict = ("undecided (quick mode)" if reproduced is None else
-               "**reproduced**" if reproduced else "**not reproduced**")
-    failed = [k for k, v in decisive.items() if not v]
+    unstable = {b2: sum(m["by_b2"][str(b2)]["unstable_runs"] for m in measured.values())
+                for b2 in B2S}
+    spike_epochs = {b2: sum(m["by_b2"][str(b2)]["spike_epochs"] for m in measured.values())
+                    for b2 in B2S}
+    per_seed = {b2: unstable_per_seed(measured, b2).tolist() for b2 in B2S}
+    decisive = {k: v for k, v in checks.items() if not k.endswith("_better")}
+    failed = [k for k, v in decisive.items() if v is False]
+    undecided = [k for k, v in decisive.items() if v is None]
     better = [k for k, v in checks.items() if k.endswith("_better") and v]
-    summary = (
+    verdict = ("undecided (quick mode)" if ctx.quick else
+               f"**{reproduce.verdict(reproduced)}**")
+    return (
         "Adam with β₂ ∈ {0.9, 0.99, 0.999}, each tuned over the same learning-rate grid "
         f"({len(lrs)} values) on the final-epoch validation accuracy; final-epoch numbers, "
         f"mean ± std over {len(ctx.seeds)} seeds. The claim (Dozat & Manning 2017, β₂ = 0.9 "
@@ -187,21 +224,50 @@ def run(ctx: Context) -> Outcome:
         "well or better, and more stably (no numbers of theirs are comparable to ours).\n\n"
         + table + "\n\n"
         + "Unstable runs (diverged or with a loss spike) over all tasks and the whole grid: "
-        + ", ".join(f"β₂ = {b2}: {unstable[b2]}" for b2 in B2S) + " (of "
-        + f"{sum(m['by_b2'][str(DEFAULT)]['runs'] for m in measured.values())} each); "
-        + "epochs with a spike: "
+        + ", ".join(f"β₂ = {b2}: {unstable[b2]} (per seed {per_seed[b2]})" for b2 in B2S)
+        + " (of " + f"{sum(m['by_b2'][str(DEFAULT)]['runs'] for m in measured.values())} "
+        "each); epochs with a spike: "
         + ", ".join(f"β₂ = {b2}: {spike_epochs[b2]}" for b2 in B2S) + ". "
         + "Significantly better than 0.999 (> 2 SE): "
-        + (", ".join(f"`{k}`" for k in better) or "none") + ". "
+        + (", ".join(f"`{k}`" for k in better) or "none") + ".\n\n"
         + f"Verdict: {verdict}"
         + (f" (failed: {', '.join(f'`{k}`' for k in failed)})" if failed else "")
-        + " (reproduced = every lower β₂ is within 2 SE of 0.999 or better on every task, "
-        "and has no more unstable runs).")
+        + (f" (undecided: {', '.join(f'`{k}`' for k in undecided)})" if undecided else "")
+        + f". Parts of the verdict, each decided by more than 2 standard errors over seeds "
+        f"or undecided: `as_good`, a lower β₂'s final test accuracy is at most "
+        f"{MARGIN * 100:.0f} point below 0.999's; `stable`, it has fewer unstable runs per "
+        "seed than 0.999. `better` is reported, not part of the verdict.")
+
+
+def config(quick: bool = False, accelerator: bool = False
+           ) -> tuple[dict[str, tuple[str, str, int]], tuple[float, ...]]:
+    """(tasks: name → (data set, model, epochs), learning rates) of the quick (CI), full (CPU)
+    or accelerator configuration."""
+    if quick:
+        return {"mnist1d_mlp": ("mnist1d", "mlp", 3)}, QUICK_LRS
+    return ({**TASKS, **ACCELERATOR_TASKS} if accelerator else dict(TASKS)), LRS
+
+
+def run(ctx: Context) -> Outcome:
+    tasks, lrs = config(ctx.quick, ctx.accelerator)
+    measured = {task: run_task(ctx, task, *spec, lrs) for task, spec in tasks.items()}
+    checks = checks_of(measured)
+    decisive = {k: v for k, v in checks.items() if not k.endswith("_better")}
+    reproduced = None if ctx.quick else verdict_of(decisive)
+    _figures(ctx, measured, lrs)
     results = {"b2": list(B2S), "lrs": list(lrs), "spike_rule": {
-        "ratio": SPIKE_RATIO, "absolute": SPIKE_ABS}, "tasks": measured,
-        "unstable_runs": {str(k): v for k, v in unstable.items()},
-        "spike_epochs": {str(k): v for k, v in spike_epochs.items()}}
-    return Outcome(reproduced, summary, results, checks)
+        "ratio": SPIKE_RATIO, "absolute": SPIKE_ABS}, "as_good_margin": MARGIN,
+        "selection": "highest mean final validation accuracy; a setting with a diverged seed "
+                     "is not selectable; ties by the lower validation loss",
+        "tasks": measured,
+        "unstable_runs": {str(b2): sum(m["by_b2"][str(b2)]["unstable_runs"]
+                                       for m in measured.values()) for b2 in B2S},
+        "unstable_runs_per_seed": {str(b2): unstable_per_seed(measured, b2).tolist()
+                                   for b2 in B2S},
+        "spike_epochs": {str(b2): sum(m["by_b2"][str(b2)]["spike_epochs"]
+                                      for m in measured.values()) for b2 in B2S}}
+    return Outcome(reproduced, summary_text(ctx, measured, checks, reproduced, lrs), results,
+                   checks)
 
 
 def _figures(ctx: Context, measured, lrs) -> None:
@@ -269,6 +335,8 @@ EXPERIMENT = Experiment(
     run=run,
     quick_asserts=(),  # 3 epochs on 1,000 examples cannot separate the β₂ values
     seeds=3,
+    accelerator="adds the issue's optional fourth task, MNIST-5k with the Bello et al. "
+    "ConvNet (20 epochs, 6 learning rates × 3 β₂ × 3 seeds), to the three CPU tasks.",
 )
 
 if __name__ == "__main__":

@@ -36,3 +36,44 @@ def test_significance(ab):
     diff, z = ab.significant([0.5, 0.52, 0.54], [0.5, 0.52, 0.54])
     assert diff == 0.0 and z == 0.0
     assert ab.significant([0.6, 0.62, 0.64], [0.5, 0.52, 0.54])[1] > 2
+
+
+def test_select_on_validation(ab):
+    acc = np.asarray([[0.8, 0.9], [0.9, np.nan], [0.85, 0.85]])
+    loss = np.asarray([[0.5, 0.4], [0.1, 0.1], [0.3, 0.3]])
+    assert ab.select(acc, loss) == 2  # tie at 0.85 broken by the loss; NaN excluded
+
+
+B2S = (0.9, 0.99, 0.999)
+
+
+def _measured(test, unstable_seeds):
+    """One task: β₂ → final test accuracies, and which seeds had an unstable run."""
+    by_b2 = {}
+    for b2 in B2S:
+        spikes = np.zeros((2, 3), int)
+        spikes[0, unstable_seeds[b2]] = 1
+        by_b2[str(b2)] = {"test_accuracy": test[b2], "grid_diverged": np.zeros((2, 3), int),
+                          "grid_spikes": spikes}
+    return {"t": {"by_b2": by_b2}}
+
+
+def test_checks(ab):
+    """as_good: within 1 point (2 SE); better: above (2 SE); stable: fewer unstable runs per
+    seed."""
+    test = {0.9: [0.800, 0.802, 0.798], 0.99: [0.70, 0.75, 0.80], 0.999: [0.799, 0.801, 0.8]}
+    unstable = {0.9: [], 0.99: [0, 1, 2], 0.999: [0, 1, 2]}
+    checks = ab.checks_of(_measured(test, unstable))
+    assert checks["t_0.9_as_good"] is True and checks["t_0.9_better"] is None
+    assert checks["t_0.99_as_good"] is None
+    assert checks["stable_0.9"] is True and checks["stable_0.99"] is None
+
+
+def test_configurations(ab):
+    tasks, lrs = ab.config(quick=True)
+    assert len(tasks) == 1 and len(lrs) == 2
+    tasks, lrs = ab.config()
+    assert tasks == ab.TASKS and lrs == ab.LRS
+    tasks, _ = ab.config(accelerator=True)
+    assert tasks["mnist5k_convnet"] == ("mnist5k", "convnet", 20) and set(ab.TASKS) < set(tasks)
+    assert "MNIST-5k" in ab.EXPERIMENT.accelerator
