@@ -39,7 +39,8 @@ valley may continue beyond it), so the slope is fitted on the interior columns o
 at all when fewer than 3 remain (:func:`valley_slope`). A global measure too: the share of
 the heatmap's variance (of log test error) that an additive model f(α) + g(λ) leaves
 unexplained (0 = perfectly separable). Generalisation: the cell with the best mean validation
-accuracy per method, its test error mean ± std over seeds.
+accuracy per method (:func:`select`; ties by validation loss), its test error mean ± std over
+seeds.
 
 **Checks** (per network, :func:`optlab.reproduce.decide`: decided by more than 2 standard
 errors over seeds, else undecided): the decoupled variant's |slope| is smaller than the
@@ -104,6 +105,7 @@ ARCHS = {"mlp_bn": "MLP + BatchNorm", "mlp": "MLP (no normalization)",
 BATCH = 128
 MOMENTUM = 0.9
 MIN_COLUMNS = 3  # interior α columns a valley slope needs
+TIE = 1e-6  # validation accuracies closer than this are a tie (broken by validation loss)
 MNIST1D_TRAIN, CIFAR_TRAIN = 3600, 45000  # training splits (10 % of the pool is validation)
 
 
@@ -231,6 +233,19 @@ def interaction_share(err: np.ndarray) -> float:
     return float((resid ** 2).sum() / total) if total > 0 else 0.0
 
 
+def select(val_accuracy, val_loss) -> int:
+    """The selection rule: the index (axis 0) with the highest mean validation accuracy over
+    seeds (axis 1); a setting at which any seed diverged (NaN) cannot be selected; means
+    within ``TIE`` of the best are tied and go to the lowest mean validation loss."""
+    acc = np.asarray(val_accuracy, float).mean(axis=1)
+    loss = np.asarray(val_loss, float).mean(axis=1)
+    ok = np.isfinite(acc)
+    if not ok.any():
+        return 0
+    tied = ok & (acc >= np.max(acc[ok]) - TIE)
+    return int(np.argmin(np.where(tied, np.nan_to_num(loss, nan=np.inf), np.inf)))
+
+
 def finite(values) -> np.ndarray:
     """The finite entries of ``values`` (None → dropped)."""
     a = np.asarray([np.nan if v is None else v for v in values], float)
@@ -311,8 +326,11 @@ def measure(ctx: Context, cfg: Config, data) -> tuple[dict, dict]:
             np.where(diverged, np.nan, (1.0 - result.history[k][:, -1]).reshape(shape))
             .transpose(0, 2, 1, 3)
             for k in ("test_accuracy", "val_accuracy", "train_accuracy"))
+        val_loss = np.where(diverged, np.nan, result.history["val_loss"][:, -1].reshape(shape)
+                            ).transpose(0, 2, 1, 3)
         maps[arch] = {m: {"test_error": test_err[k], "val_error": val_err[k],
-                          "train_error": train_err[k]} for k, m in enumerate(METHODS)}
+                          "val_loss": val_loss[k], "train_error": train_err[k]}
+                      for k, m in enumerate(METHODS)}
     return maps, timing
 
 
@@ -326,12 +344,13 @@ def analyse(cfg: Config, maps: dict, S: int) -> dict:
         for m in METHODS:
             f, err = FAMILY[m], maps[arch][m]["test_error"]
             test_mean = mean_std(err, axis=2)[0]
-            val_mean = maps[arch][m]["val_error"].mean(axis=2)  # NaN if a seed diverged
             best, interior = best_log_wd(test_mean, log_wd[f])
             slope, r, k = valley_slope(test_mean, log_lr[f], log_wd[f])
             per_seed = [valley_slope(err[..., s], log_lr[f], log_wd[f])[0] for s in range(S)]
-            vi = np.unravel_index(np.argmin(np.where(np.isfinite(val_mean), val_mean,
-                                                     np.inf)), val_mean.shape)
+            val_err = maps[arch][m]["val_error"]
+            vi = np.unravel_index(select(1.0 - val_err.reshape(-1, S),
+                                         maps[arch][m]["val_loss"].reshape(-1, S)),
+                                  val_err.shape[:2])
             stats[arch][m] = {
                 "best_log_wd_per_lr": best.tolist(), "interior_columns": interior.tolist(),
                 "slope": slope, "r": r, "slope_columns": k, "slope_per_seed": per_seed,

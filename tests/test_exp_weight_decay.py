@@ -3,6 +3,7 @@ measures."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import jax
@@ -117,3 +118,25 @@ def test_separability_measures(wd):
     assert wd.interaction_share(additive) == pytest.approx(0.0, abs=1e-12)
     diagonal = np.exp(0.3 * (rows - cols) ** 2)
     assert wd.interaction_share(diagonal) > 0.3
+
+
+def test_analyse_selects_the_validation_best_cell(wd):
+    """The val-selected cell is found in the (λ, α, seed) maps, ties broken by the loss."""
+    cfg = wd.config()
+    log_lr, log_wd = cfg.grids()
+    rng = np.random.default_rng(0)
+    shape = (len(cfg.wd_index), len(cfg.lr_index), 3)
+    maps = {}
+    for m in wd.METHODS:
+        val = np.full(shape, 0.5)
+        val[2, 3], val[4, 1] = 0.2, 0.2  # a tie ...
+        loss = np.ones(shape)
+        loss[4, 1] = 0.5                 # ... won by (λ index 4, α index 1)
+        maps[m] = {"test_error": rng.uniform(0.3, 0.4, shape), "val_error": val,
+                   "val_loss": loss, "train_error": np.zeros(shape)}
+    stats = wd.analyse(dataclasses.replace(cfg, archs=("mlp",)), {"mlp": maps}, 3)
+    for m in wd.METHODS:
+        f = wd.FAMILY[m]
+        assert stats["mlp"][m]["selected"] == {"log_lr": log_lr[f][1], "log_wd": log_wd[f][4]}
+        np.testing.assert_array_equal(stats["mlp"][m]["selected_test_error"],
+                                      maps[m]["test_error"][4, 1])
