@@ -210,21 +210,28 @@ def epochs_to_reach(curve: np.ndarray, level: float) -> float:
 # ------------------------------------------------------------------------------------------
 
 
-def snapshot_runs(data: Dataset, lrs, seeds, *, epochs: int, num_cycles: int,
-                  model_fn: Any, group: int = 0):
-    """Trains every (schedule, learning rate, seed) — schedule 0: the snapshot-ensemble cyclic
-    cosine over ``num_cycles`` cycles, 1: step decay ÷10 at 50 % and 75 % — ``group`` runs at a
-    time (0: all), vmapped in one compiled epoch. Runs are ordered schedule, learning rate,
-    seed (fastest). Returns per-epoch test errors ``(runs, epochs)`` and the softmax outputs
-    (evaluation mode) on the validation and test sets at the end of every cycle
-    ``(cycles, runs, N, C)``."""
+@dataclass(frozen=True)
+class SnapshotProgram:
+    """The compiled pieces of the snapshot-ensemble loop: ``init(seed, lr, kind)`` one run,
+    ``epoch(states, lrs, kinds, e)`` every run of a group (vmapped), ``probs(states, x)`` their
+    softmax outputs in evaluation mode, and the epochs that end a cycle."""
+
+    init: Any
+    epoch: Any
+    probs: Any
+    snap_epochs: frozenset[int]
+
+
+def snapshot_program(data: Dataset, model_fn: Any, *, epochs: int,
+                     num_cycles: int) -> SnapshotProgram:
+    """Schedule ``kind`` 0: the snapshot-ensemble cyclic cosine over ``num_cycles`` cycles;
+    1: step decay ÷10 at 50 % and 75 %; both Nesterov SGD with coupled L2, learning rate
+    ``lr`` times the schedule; the same per-epoch shuffling as ``optlab.train``."""
     steps_per_epoch = len(data.y_train) // BATCH
     total = epochs * steps_per_epoch
     cyclic = snapshot_ensemble(1.0, total, num_cycles)
     step = piecewise_constant(step_boundaries(epochs, (0.5, 0.75), steps_per_epoch),
                               [1.0, 0.1, 0.01])
-    runs = [(k, lr, s) for k in (0, 1) for lr in lrs for s in seeds]
-    group = group or len(runs)
     abstract = nnx.eval_shape(lambda: model_fn(nnx.Rngs(0)))
     abstract.train()
     graph_train = nnx.split(abstract, nnx.Param, ...)[0]
@@ -273,16 +280,28 @@ def snapshot_runs(data: Dataset, lrs, seeds, *, epochs: int, num_cycles: int,
         model = nnx.merge(graph_eval, state["params"], state["rest"])
         return jax.nn.softmax(model(xs), axis=-1)
 
-    init_one = jax.jit(init)  # one run at a time: a vmapped init compiles much slower
-    epoch_all = jax.jit(jax.vmap(epoch_one, in_axes=(0, 0, 0, None)), donate_argnums=0)
-    probs_all = jax.jit(jax.vmap(probs_one, in_axes=(0, None)))
+    cycle = math.ceil(total / num_cycles)
+    return SnapshotProgram(
+        init=jax.jit(init),  # one run at a time: a vmapped init compiles much slower
+        epoch=jax.jit(jax.vmap(epoch_one, in_axes=(0, 0, 0, None)), donate_argnums=0),
+        probs=jax.jit(jax.vmap(probs_one, in_axes=(0, None))),
+        snap_epochs=frozenset((k + 1) * cycle // steps_per_epoch for k in range(num_cycles)))
+
+
+def snapshot_runs(data: Dataset, lrs, seeds, *, epochs: int, num_cycles: int,
+                  model_fn: Any, group: int = 0):
+    """Trains every (schedule, learning rate, seed) of :func:`snapshot_program`, ``group``
+    runs at a time (0: all), ordered schedule, learning rate, seed (fastest). Returns
+    per-epoch test errors ``(runs, epochs)`` and the softmax outputs on the validation and
+    test sets at the end of every cycle ``(cycles, runs, N, C)``."""
+    program = snapshot_program(data, model_fn, epochs=epochs, num_cycles=num_cycles)
+    runs = [(k, lr, s) for k in (0, 1) for lr in lrs for s in seeds]
+    group = group or len(runs)
 
     def probs(state, xs: np.ndarray) -> np.ndarray:  # (group, N, C), in chunks of examples
-        return np.concatenate([np.asarray(probs_all(state, jnp.asarray(xs[i:i + EVAL_CHUNK])))
+        return np.concatenate([np.asarray(program.probs(state, jnp.asarray(xs[i:i + EVAL_CHUNK])))
                                for i in range(0, len(xs), EVAL_CHUNK)], axis=1)
 
-    cycle = math.ceil(total / num_cycles)
-    snap_epochs = {(k + 1) * cycle // steps_per_epoch for k in range(num_cycles)}
     y_test = np.asarray(data.y_test)
     test_err, snaps_val, snaps_test = [], [], []
     for start in range(0, len(runs), group):
@@ -292,14 +311,14 @@ def snapshot_runs(data: Dataset, lrs, seeds, *, epochs: int, num_cycles: int,
         lr = jnp.asarray([v for _, v, _ in members], jnp.float32)
         seed = jnp.asarray([s for _, _, s in members], jnp.uint32)
         state = jax.tree.map(lambda *xs: jnp.stack(xs),
-                             *[init_one(seed[i], lr[i], kind[i]) for i in range(group)])
+                             *[program.init(seed[i], lr[i], kind[i]) for i in range(group)])
         keep = min(group, len(runs) - start)
         errs, s_val, s_test = [], [], []
         for e in range(epochs):
-            state = epoch_all(state, lr, kind, jnp.int32(e))
+            state = program.epoch(state, lr, kind, jnp.int32(e))
             p_test = probs(state, data.x_test)[:keep]
             errs.append((p_test.argmax(-1) != y_test).mean(-1))
-            if e + 1 in snap_epochs:
+            if e + 1 in program.snap_epochs:
                 s_test.append(p_test)
                 s_val.append(probs(state, data.x_val)[:keep])
         test_err.append(np.stack(errs, 1))
