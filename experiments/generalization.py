@@ -222,7 +222,7 @@ def summary_text(cfg: Config, out: dict, checks: dict, reproduced, quick: bool, 
             edge = " (grid edge)" if r["at_grid_edge"] else ""
             mark = " ★" if m in (per_task["best_adaptive"], per_task["best_non_adaptive"]) else ""
             rows.append([task, m + mark, f"2^{r['selected_log2_lr']}{edge}",
-                         fmt_pm(r["val_accuracy"], 100), fmt_pm(r["train_loss"], 1, 4),
+                         fmt_pm(r["val_accuracy"], 100), _pm_g(r["train_loss"]),
                          fmt_pm(r["train_accuracy"], 100), fmt_pm(r["test_accuracy"], 100),
                          fmt_pm(r["gap"], 100)])
     pairs = []
@@ -267,6 +267,12 @@ def summary_text(cfg: Config, out: dict, checks: dict, reproduced, quick: bool, 
            f"Per task: {per}. Verdict: {reproduce.verdict(reproduced)} (a part that fails "
            "fails the claim; an undecided part leaves it undecided).")
     )
+
+
+def _pm_g(values) -> str:
+    """``"mean ± std"`` (sample std) with 3 and 2 significant digits (losses near 0)."""
+    m, sd = mean_std(values)
+    return f"{float(m):.3g} ± {float(sd):.2g}"
 
 
 def _yes(value: bool | None) -> str:
