@@ -13,9 +13,11 @@ from optlab.parallel.local import diloco, easgd, fedavg, local_sgd
 from optlab.parallel.method import Parallel, broadcast, replica_mean
 from optlab.parallel.revision import adaptive_revision
 from optlab.parallel.staleness import StaleState, async_worker_delays, stale_gradients
+from optlab.parallel.training import Replicas
 
 __all__ = [
     "Parallel",
+    "Replicas",
     "StaleState",
     "adaptive_revision",
     "aggregated",
