@@ -744,12 +744,12 @@ def run(ctx: Context) -> Outcome:
     _methods_figure(ctx, results, tasks)
     _search_figure(ctx, search, base, mnist1d[0])
     reproduced = reproduce.verdict_of(checks)
-    summary = _summary(ctx, cfg, sections, cifar_note,
+    summary = _summary(ctx, sections, cifar_note,
                        _search_text(cfg, search, base, mnist1d[0], seeds), checks, seeds)
     return Outcome(None if ctx.quick else reproduced, summary, results, checks)
 
 
-def _summary(ctx: Context, cfg, sections, cifar_note: str, search_text: str, checks,
+def _summary(ctx: Context, sections, cifar_note: str, search_text: str, checks,
              seeds: list[int]) -> str:
     reproduced = reproduce.verdict_of(checks)
     failed = [k for k, v in checks.items() if v is False]

@@ -38,7 +38,7 @@ def test_recorded_points_equal_the_full_trajectory(problem):
     regret; the stochastic regret uses the expected gradient 0.2)."""
     steps, name = 3000, "AMSGrad (PyTorch: max of v)"
     idx = ams.log_points(steps, n=50)
-    xs, rs = ams.trajectories(name, problem, steps, jnp.asarray([3]), jnp.asarray(idx))
+    xs, rs = ams.trajectories(name, problem, jnp.asarray([3]), jnp.asarray(idx))
     x_ref, g_ref = _every_step(name, problem, steps, 3)
     if problem == "stochastic":
         g_ref = np.full_like(g_ref, 0.2)
