@@ -546,6 +546,16 @@ def _setup(args, task: str) -> _Setup:
     data = _load_task(args, task)
     model = _model_name(args, data)
     steps_per_epoch = len(data.y_train) // args.batch_size
+    replicated = getattr(args, "replicated", None)
+    if replicated is not None and steps_per_epoch >= 1:
+        from optlab.parallel.training import steps_per_epoch as replicated_steps
+
+        r = replicated.build(_probe_sgd()).replicas
+        try:
+            steps_per_epoch = replicated_steps(len(data.y_train), args.batch_size, r,
+                                               replicated.iid)
+        except ValueError as e:
+            raise CLIError(f"--replicas {r} x --batch-size {args.batch_size}: {e}") from None
     if steps_per_epoch < 1:
         raise CLIError(f"--batch-size {args.batch_size} exceeds the {len(data.y_train)} "
                        f"training examples of {data.name}; allowed range "
@@ -557,9 +567,19 @@ def _setup(args, task: str) -> _Setup:
     return _Setup(data, model, model_fn, total, _schedule(args.schedule, total))
 
 
+def _probe_sgd():
+    from optlab.optimizers import sgd
+
+    return sgd(0.1)
+
+
 def _run_config(args, setup: _Setup, spec: _Spec) -> dict[str, Any]:
     program = {} if spec.program is None else {"program": spec.program}
-    return {**program, "task": setup.data.name, "model": setup.model,
+    parallel = {k: getattr(args, k) for k in ("parallel", "replicas", "non_iid", "inner_steps",
+                                               "period", "n_fetch", "n_push", "adversaries",
+                                               "parallel_arg", "delay")
+                if getattr(args, k, None) not in (None, False, [])}
+    return {**program, **parallel, "task": setup.data.name, "model": setup.model,
             "model_args": _key_values(args.model_arg, "--model-arg"), "optimizer": spec.name,
             "opt_args": spec.opt_args, "hyperparams": spec.hyperparams,
             "schedule": args.schedule, "seeds": args.seeds, "epochs": args.epochs,
@@ -572,11 +592,16 @@ def _train_one(args, setup: _Setup, spec: _Spec, out: Path | None) -> Any:
     from optlab.train import train
 
     try:
-        return train(setup.data, setup.model_fn, _factory(spec), hyperparams=spec.hyperparams,
+        from optlab.parallel.cli import with_delay
+
+        return train(setup.data, setup.model_fn,
+                     with_delay(_factory(spec), getattr(args, "delay", None)),
+                     hyperparams=spec.hyperparams,
                      seeds=args.seeds, epochs=args.epochs, batch_size=args.batch_size,
                      schedule=setup.schedule, patience=args.patience,
                      config=_run_config(args, setup, spec), progress=args.progress,
                      unroll=True if args.unroll else 1,
+                     parallel=getattr(args, "replicated", None),
                      checkpoint_dir=None if out is None else out / "checkpoints")
     except ValueError as e:
         raise CLIError(_cli_words(str(e))) from None
@@ -728,6 +753,12 @@ def cmd_train(args) -> int:
     if len(tasks) != 1:
         raise CLIError("--task: `optlab train` takes one data set")
     _resolve_flags(args, kind)
+    from optlab.parallel import cli as parallel_cli
+
+    def refuse(message: str):
+        raise CLIError(message)
+
+    args.replicated = parallel_cli.replicas(args, refuse)
     out = _writable(args.out)
     program_spec = None if args.program is None else _program_spec(args, args.lr)
     setup = _setup(args, tasks[0])
@@ -1005,6 +1036,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "SearchConfig fields (beta1, decay_steps, ...); no --grid (default: none, "
                    "train --optimizer)")
     _add_training_flags(p, "1e-3", compare=False)
+    from optlab.parallel.cli import add_flags as add_parallel_flags
+
+    add_parallel_flags(p, _int_at_least)
     p.set_defaults(func=cmd_train)
     from optlab.search.cli import add_parser as add_search_parser
 

@@ -482,6 +482,9 @@ def _setting_key(obj: Any) -> Any:
     if isinstance(obj, functools.partial):
         return ("partial", _setting_key(obj.func), _setting_key(list(obj.args)),
                 _setting_key(dict(obj.keywords)))
+    spec = getattr(obj, "__optlab_spec__", None)
+    if spec is not None:  # optlab's schedules, optlab.parallel.Replicas
+        return ("spec", spec[0], _setting_key(dict(spec[1])))
     if isinstance(obj, Mapping):
         return ("dict", tuple((_setting_key(k), _setting_key(v)) for k, v in obj.items()))
     if isinstance(obj, list | tuple):

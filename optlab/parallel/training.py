@@ -90,16 +90,23 @@ def _rest_mean(rest: Any) -> Any:
                         if jnp.issubdtype(a.dtype, jnp.floating) else a[0], rest)
 
 
+def steps_per_epoch(n_train: int, batch_size: int, replicas: int, iid: bool) -> int:
+    """Steps of one pass over ``n_train`` examples by ``replicas`` replicas (non-iid: each
+    over its shard of ``n_train // replicas``)."""
+    steps = n_train // (replicas * batch_size) if iid else (n_train // replicas) // batch_size
+    if steps < 1:
+        raise ValueError(f"{replicas} replicas × batch_size {batch_size} need at least "
+                         f"{replicas * batch_size} training examples, the data set has "
+                         f"{n_train}")
+    return steps
+
+
 def program(base: _Program, replicas: Replicas, n_train: int, mesh: Mesh | None,
             hparams: dict[str, Any]) -> ParallelProgram:
     """``optlab.train``'s program ``base`` with replicas (``hparams``: one run's, to build
     the method once and read its replica count)."""
     R = replicas.build(base.optimizer_fn(**hparams)).replicas
-    per_step = R * base.batch_size
-    steps = n_train // per_step if replicas.iid else (n_train // R) // base.batch_size
-    if steps < 1:
-        raise ValueError(f"{R} replicas × batch_size {base.batch_size} need at least "
-                         f"{per_step} training examples, the data set has {n_train}")
+    steps = steps_per_epoch(n_train, base.batch_size, R, replicas.iid)
     sharding = NamedSharding(mesh, P("replica", "data")) if mesh is not None else None
     fields = {f.name: getattr(base, f.name) for f in dataclasses.fields(base)}
     return ParallelProgram(**{**fields, "steps_per_epoch": steps, "batch_sharding": sharding},
