@@ -602,7 +602,9 @@ def _train_one(args, setup: _Setup, spec: _Spec, out: Path | None) -> Any:
                      config=_run_config(args, setup, spec), progress=args.progress,
                      unroll=True if args.unroll else 1,
                      parallel=getattr(args, "replicated", None),
-                     checkpoint_dir=None if out is None else out / "checkpoints")
+                     checkpoint_dir=None if out is None or (getattr(args, "num_processes", 0)
+                                                            or 1) > 1
+                     else out / "checkpoints")
     except ValueError as e:
         raise CLIError(_cli_words(str(e))) from None
 
@@ -758,8 +760,14 @@ def cmd_train(args) -> int:
     def refuse(message: str):
         raise CLIError(message)
 
+    rank = parallel_cli.distributed(args, refuse)
     args.replicated = parallel_cli.replicas(args, refuse)
+    if rank > 0:  # process 0 writes the results of a multi-process run
+        args.out = None
     out = _writable(args.out)
+    if out is not None and args.num_processes and args.num_processes > 1:
+        print("optlab train: several processes: results are written by process 0; no "
+              "checkpoints (a multi-process run does not resume)", flush=True)
     program_spec = None if args.program is None else _program_spec(args, args.lr)
     setup = _setup(args, tasks[0])
     if program_spec is not None:

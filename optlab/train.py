@@ -1081,6 +1081,8 @@ def train(
         if hasattr(bar, "close"):
             bar.close()
 
+    if parallel is not None:  # each run's evaluated model, as a single-model run keeps it
+        state = {**state, **jax.jit(jax.vmap(program.evaluated))(state)}
     jax.block_until_ready(state)
     if G_all > G:  # drop the padding runs of run_parallel
         state = jax.tree.map(lambda a: a[:G], state)

@@ -73,6 +73,9 @@ def test_every_method_trains(method, kwargs, opt):
     r = train(DATA, "mlp", opt, hyperparams={"learning_rate": [1e-2]}, seeds=1, epochs=2,
               batch_size=32, parallel=_replicas(method, **kwargs), progress=False)
     assert np.all(np.isfinite(r.history["train_loss"]))
+    x = DATA.x_test[:200]
+    accuracy = float(np.mean(np.argmax(r.model()(x), -1) == DATA.y_test[:200]))
+    assert accuracy > 0.1  # the evaluated model (server / center / average) is returned
     assert r.history["train_loss"][0, -1] < r.history["train_loss"][0, 0] or \
         r.history["test_accuracy"][0, -1] > 0.15
 

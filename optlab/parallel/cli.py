@@ -39,10 +39,41 @@ def add_flags(p: argparse.ArgumentParser, int_at_least) -> None:
                    help="another option of the --parallel method, e.g. outer_momentum=0.9 "
                    "(`optlab train --parallel NAME --parallel-arg help=1` lists them; "
                    "default: none)")
+    g.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                   help="join a run of --num-processes processes (jax.distributed; one per "
+                   "host or GPU), process 0 listening at HOST:PORT (default: one process)")
+    g.add_argument("--num-processes", type=int_at_least(1), default=None, metavar="N",
+                   help="processes in the run (with --coordinator; default: 1)")
+    g.add_argument("--process-id", type=int_at_least(0), default=None, metavar="I",
+                   help="this process's rank, 0..N-1 (with --coordinator; default: 0)")
     g.add_argument("--delay", type=int_at_least(0), default=None, metavar="TAU",
                    help="asynchronous SGD: apply every gradient TAU steps late "
                    "(optlab.parallel.stale_gradients in front of the optimizer; "
                    "default: none)")
+
+
+def distributed(args: argparse.Namespace, error) -> int:
+    """Joins the processes of a multi-process run (``jax.distributed.initialize``) when
+    ``--coordinator`` is given; returns this process's rank. Call before any JAX work."""
+    flags = {"--coordinator": args.coordinator, "--num-processes": args.num_processes,
+             "--process-id": args.process_id}
+    if all(v is None for v in flags.values()):
+        return 0
+    missing = [k for k, v in flags.items() if v is None]
+    if missing:
+        error(f"{', '.join(missing)}: --coordinator, --num-processes and --process-id go "
+              "together")
+    host, colon, port = args.coordinator.rpartition(":")
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        error(f"--coordinator {args.coordinator!r}: expected HOST:PORT, e.g. 127.0.0.1:12355")
+    if args.process_id >= args.num_processes:
+        error(f"--process-id must be in [0, {args.num_processes - 1}] (--num-processes "
+              f"{args.num_processes}), got {args.process_id}")
+    import jax
+
+    jax.distributed.initialize(coordinator_address=args.coordinator,
+                               num_processes=args.num_processes, process_id=args.process_id)
+    return args.process_id
 
 
 def _number(text: str) -> Any:

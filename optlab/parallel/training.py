@@ -188,8 +188,14 @@ class ParallelProgram(_Program):
                "diverged": run["diverged"] | (run["active"] & ~ok), "active": ok}
         return run, {"train_loss": mean(loss), "train_accuracy": mean(acc)}
 
+    def evaluated(self, run: dict[str, Any]) -> dict[str, Any]:
+        """The model a run evaluates: ``params`` (the method's: server, center, average) and
+        ``rest`` (the replicas' mean BatchNorm statistics)."""
+        return {"params": self.method(run["hparams"]).params(run["pstate"]),
+                "rest": _rest_mean(run["rest"])}
+
     def evaluate(self, run: dict[str, Any], x: jax.Array, y: jax.Array, w: jax.Array):
-        """The evaluated model: the method's ``params`` (server, center, average)."""
-        params = self.method(run["hparams"]).params(run["pstate"])
+        """Loss and accuracy of :meth:`evaluated`."""
+        model = self.evaluated(run)
         unsharded = dataclasses.replace(self, batch_sharding=None)  # (R, B) is not an eval chunk
-        return unsharded.evaluate_at(params, _rest_mean(run["rest"]), x, y, w)
+        return unsharded.evaluate_at(model["params"], model["rest"], x, y, w)
