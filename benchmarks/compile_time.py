@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"comma-separated names or 'all' (default "
                         f"{','.join(DEFAULT_OPTIMIZERS)}); without an optax counterpart the "
                         f"reference is step_time.REFERENCE's ({REFERENCE})")
-    parser.add_argument("--quick", action="store_true", help="100 leaves, 3 reps: smoke test")
+    parser.add_argument("--quick", action="store_true", help="20 leaves, 2 reps: smoke test")
     args = parser.parse_args(argv)
     if args.leaves < 2:
         parser.error(f"--leaves must be >= 2, got {args.leaves}")
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     for n in names:
         if n not in OPTIMIZERS:
             parser.error(f"--optimizers: {n!r} is not an optlab optimizer")
-    leaves, reps = (100, 3) if args.quick else (args.leaves, args.reps)
+    leaves, reps = (20, 2) if args.quick else (args.leaves, args.reps)
     print(f"jax {jax.__version__}, optax {optax.__version__}, {jax.devices()[0].platform}, "
           f"{leaves} leaves, {reps} reps")
     print(f"{'optimizer':<28} {'trace+compile optlab/optax':>27} {'trace':>7} {'compile':>8} "

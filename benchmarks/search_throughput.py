@@ -21,7 +21,7 @@ pays JAX's one-off start-up.
 
 Usage: python benchmarks/search_throughput.py [--quick] [--population 64] [--groups 2]
        [--epochs 2] [--lrs 1e-2] [--seeds 1] [--per-candidate N] [--train-subset N]
-``--quick`` (CI smoke test, ~25 s on 2 CPU cores): population 4, 1 epoch, the first 1024
+``--quick`` (CI smoke test, ~25 s on 2 CPU cores): population 2, 1 epoch, the first 512
 training examples, every candidate trained one by one, no vmapped variant (its compilation
 alone takes 20-40 s on CPU).
 """
@@ -97,7 +97,7 @@ def main() -> None:
                         help="skip the vmapped (run_batch = all runs) variant")
     args = parser.parse_args()
     if args.quick:
-        args.population, args.epochs, args.train_subset = 4, 1, args.train_subset or 1024
+        args.population, args.epochs, args.train_subset = 2, 1, args.train_subset or 512
         args.per_candidate, args.no_vmapped = 0, True
     data = load_dataset("mnist1d")
     data = with_train_size(data, args.train_subset or None)
