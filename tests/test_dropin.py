@@ -159,6 +159,7 @@ SHARDING_SCRIPT = r"""
 import jax, jax.numpy as jnp, optax, optlab
 from tests.zoo import ZOO
 from tests.test_dropin import EXPLICIT_SHARDING_UNSUPPORTED as UNSUPPORTED
+EAGER = {"adam", "adafactor", "shampoo", "lion", "schedule_free_adamw"}
 mesh = jax.make_mesh((4,), ("x",), axis_types=(jax.sharding.AxisType.Explicit,))
 sharding = jax.sharding.NamedSharding(mesh, jax.P(None, "x"))
 with jax.set_mesh(mesh):
@@ -171,12 +172,13 @@ with jax.set_mesh(mesh):
             continue
         tx = build()
         s0 = tx.init(params)
-        _, s1 = tx.update(params, s0, params)
-        t0, t1 = jax.tree.map(jax.typeof, s0), jax.tree.map(jax.typeof, s1)
-        assert t0 == t1, (name, t0, t1)
+        t0 = jax.tree.map(jax.typeof, s0)
+        _, s1 = jax.jit(tx.update)(params, s0, params)
+        assert jax.tree.map(jax.typeof, s1) == t0, (name, t0, jax.tree.map(jax.typeof, s1))
         assert jax.tree.map(jax.typeof, jax.jit(tx.init)(params)) == t0, name
-        _, s2 = jax.jit(tx.update)(params, s0, params)
-        assert jax.tree.map(jax.typeof, s2) == t1, name
+        if name in EAGER:  # op by op (slow under explicit sharding): a few representatives
+            _, s2 = tx.update(params, s0, params)
+            assert jax.tree.map(jax.typeof, s2) == t0, name
         abstract = jax.tree.map(lambda p: jax.ShapeDtypeStruct(p.shape, p.dtype,
                                                                sharding=p.sharding), params)
         assert tx.init(abstract) is not None, name
