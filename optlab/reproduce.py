@@ -226,6 +226,30 @@ def verdict_of(checks: Mapping[str, bool | None], parts: Sequence[str] | None = 
     return None
 
 
+TIE = 1e-6
+"""Mean validation accuracies closer than this are a tie in :func:`select`."""
+
+
+def select(val_accuracy: Any, val_loss: Any, tie: float = TIE) -> int:
+    """The selection rule of every experiment that tunes: the index (axis 0) with the
+    highest mean validation accuracy over seeds (axis 1); a setting at which any seed
+    diverged (NaN, see :func:`masked`) cannot be selected; means within ``tie`` of the best
+    are tied and go to the lowest mean validation loss. 0 when every setting diverged."""
+    acc = np.asarray(val_accuracy, float).mean(axis=1)
+    loss = np.asarray(val_loss, float).mean(axis=1)
+    ok = np.isfinite(acc)
+    if not ok.any():
+        return 0
+    tied = ok & (acc >= np.max(acc[ok]) - tie)
+    return int(np.argmin(np.where(tied, np.nan_to_num(loss, nan=np.inf), np.inf)))
+
+
+def masked(values: Any, diverged: Any) -> np.ndarray:
+    """``values`` with NaN where the run diverged (``optlab.train`` freezes a diverged run,
+    so its accuracies stay finite)."""
+    return np.where(np.asarray(diverged, bool), np.nan, np.asarray(values, float))
+
+
 def fmt_pm(values: Any, scale: float = 1.0, digits: int = 1) -> str:
     """``"mean ± std"`` of ``values`` (times ``scale``, e.g. 100 for percent; sample std),
     or the single value with "(1 run)"."""

@@ -94,3 +94,11 @@ def test_accelerator_flag_is_refused_where_there_is_no_accelerator_part(tmp_path
         assert cli.main(["reproduce", with_part[0], "--accelerator", "--quick", "--out",
                          str(out)]) == 2
         assert "exclude each other" in capsys.readouterr().err
+
+
+def test_select_prefers_accuracy_then_loss_and_skips_diverged():
+    acc = np.array([[0.8, 0.8], [0.9, np.nan], [0.85, 0.85], [0.85, 0.85]])
+    loss = np.array([[0.5, 0.5], [0.1, 0.1], [0.4, 0.4], [0.3, 0.3]])
+    assert reproduce.select(acc, loss) == 3  # 1 diverged; 2 and 3 tie, 3 has the lower loss
+    assert reproduce.select(np.full((2, 2), np.nan), loss[:2]) == 0
+    np.testing.assert_array_equal(reproduce.masked([1.0, 2.0], [False, True]), [1.0, np.nan])
