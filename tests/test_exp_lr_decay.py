@@ -53,6 +53,20 @@ def test_same_budget_for_every_schedule(ld):
         assert len({(min(v), max(v)) for v in lrs.values()}) == 1
 
 
-def test_significance(ld):
-    diff, z = ld.significant([0.7, 0.71, 0.72], [0.6, 0.61, 0.62])
-    assert diff == pytest.approx(0.1) and z == pytest.approx(0.1 / np.sqrt(2 * 1e-4 / 3))
+def test_last_multiplier_of_the_staircase(ld):
+    """The last update is t = T − 1: the staircase has dropped STAIRS − 1 times (f^(4/5)),
+    the smooth forms are within a step of f (the table's s(T−1) column)."""
+    total, per_epoch, f = 1120, 28, 0.1
+    last = {k: float(ld.multiplier(ld.SCHEDULES.index(k), f, total - 1, total, per_epoch))
+            for k in ld.SCHEDULES}
+    assert last["exp_staircase"] == pytest.approx(f ** (4 / 5), rel=1e-5)
+    assert last["exp_smooth"] == pytest.approx(f ** ((total - 1) / total), rel=1e-5)
+    assert last["constant"] == 1.0
+
+
+def test_selection_policy(ld):
+    val = np.array([[0.9, 0.9, 0.9], [0.99, 0.99, 0.95]])
+    loss = np.ones((2, 3))
+    assert ld.select(val, loss) == 1
+    assert ld.select(ld.masked(val, [[0, 0, 0], [0, 0, 1]]), loss) == 0  # diverged: excluded
+    assert ld.select([[0.5] * 3, [0.5] * 3], [[1.0] * 3, [0.9] * 3]) == 1  # tie: lower loss
