@@ -56,3 +56,13 @@ def test_search_throughput_quick_mode_runs():
     out = _run_quick("search_throughput.py")
     assert "one jit per candidate" in out and "vectorized, mapped" in out
     assert "candidates/hour" in out
+
+
+def test_parallel_comm_quick_mode_runs():
+    """On 2 simulated devices the replica means are all-reduces; the vote's is int8."""
+    out = _run_quick("parallel_comm.py", "--devices", "2")
+    rows = {line.split("|")[1].strip(): line for line in out.splitlines()
+            if line.startswith("| ") and "all-reduce" in line}
+    assert set(rows) == {"data_parallel", "majority_vote", "diloco H=10"}, out
+    size = lambda name: int(rows[name].split("all-reduce")[1].split("|")[0].replace(",", ""))  # noqa: E731
+    assert size("data_parallel") == 4 * size("majority_vote")

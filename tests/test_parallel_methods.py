@@ -209,10 +209,10 @@ def test_adaptive_revision_without_delay_is_adagrad():
 
 
 def test_bits_per_step():
-    assert parallel.data_parallel(optlab.sgd(0.1), 4).bits_per_step == 64
-    assert parallel.majority_vote(optlab.sgd(0.1), 4).bits_per_step == 2
-    assert parallel.diloco(optlab.adamw(1e-3), 4, inner_steps=50).bits_per_step == 64 / 50
-    assert parallel.easgd(optlab.sgd(0.1), 4, period=8).bits_per_step == 8
+    assert parallel.data_parallel(optlab.sgd(0.1), 4).bits_per_step == 32
+    assert parallel.majority_vote(optlab.sgd(0.1), 4).bits_per_step == 8
+    assert parallel.diloco(optlab.adamw(1e-3), 4, inner_steps=50).bits_per_step == 32 / 50
+    assert parallel.easgd(optlab.sgd(0.1), 4, period=8).bits_per_step == 4
     assert parallel.downpour(optlab.adagrad(0.1), 4, n_fetch=4, n_push=2).bits_per_step == 24
 
 

@@ -76,7 +76,7 @@ def local_sgd(inner: optax.GradientTransformation, outer: optax.GradientTransfor
         return LocalState(params, outer_state, local, inner_state, state.count + 1)
 
     return Parallel(name, replicas, init, lambda s: s.replicas, update, lambda s: s.params,
-                    64.0 / period)
+                    32.0 / period)
 
 
 def diloco(inner: optax.GradientTransformation, replicas: int, inner_steps: int = 50,
@@ -158,4 +158,4 @@ def easgd(tx: optax.GradientTransformation, replicas: int, period: int = 1, beta
         return jax.tree.map(lambda x, v: x + momentum * v, state.replicas, state.velocity)
 
     return Parallel("eamsgd" if nesterov else "easgd", replicas, init, replica_params, update,
-                    lambda s: s.center, 64.0 / period)
+                    lambda s: s.center, 32.0 / period)

@@ -34,8 +34,9 @@ class Parallel(NamedTuple):
     * ``update(state, grads, key) -> state``: one step, ``grads`` with the replica axis;
       ``key`` a PRNG key for the methods that draw (arrival orders);
     * ``params(state)``: the model to evaluate (the server's / the average);
-    * ``bits_per_step``: bits each replica sends and receives per step and parameter, on
-      average (32 for a float32 all-reduce every step) — the communication the method needs.
+    * ``bits_per_step``: bits per parameter that each replica puts into collectives per step,
+      on average (32 for a float32 all-reduce every step) — as implemented here (the majority
+      vote's signs travel as int8: 8 bits, the paper's 1 bit needs bit packing).
     """
 
     name: str
