@@ -1,4 +1,7 @@
-"""Helpers of experiments/mnist1d_baselines.py: PyTorch's default initialisation."""
+"""Helpers of experiments/mnist1d_baselines.py: PyTorch's default initialisation.
+
+(One model, the CNN, throughout: each new model shape costs seconds of first-use compilation
+of the initialisers.)"""
 
 from __future__ import annotations
 
@@ -22,12 +25,10 @@ def test_torch_init_bounds_and_spread():
         k = np.asarray(layer.kernel[...])
         # U(−b, b) has standard deviation b/√3
         assert abs(k.std() - bound / np.sqrt(3)) < 0.15 * bound
-    mlp = mb.build_model(nnx.Rngs(0), name="mlp", init="pytorch")
-    assert np.abs(np.asarray(mlp.layers[0].kernel[...])).max() <= 1 / np.sqrt(40)
-    assert np.abs(np.asarray(mlp.layers[0].bias[...])).max() > 0  # biases are not zero
+        assert np.abs(np.asarray(layer.bias[...])).max() > 0  # biases are not zero
 
 
 def test_flax_init_is_optlab_default():
-    a = mb.build_model(nnx.Rngs(3), name="mlp", init="flax")
-    b = mb.make_model("mlp", (40,), 10, rngs=nnx.Rngs(3))
+    a = mb.build_model(nnx.Rngs(3), name="cnn1d", init="flax")
+    b = mb.make_model("cnn1d", (40,), 10, rngs=nnx.Rngs(3))
     np.testing.assert_array_equal(np.asarray(a.head.kernel[...]), np.asarray(b.head.kernel[...]))
