@@ -29,7 +29,7 @@ from optlab.accumulators import (
     weighted_sum,
 )
 from optlab.combiners import dual_averaging, ratio, select
-from optlab.optimizers import Mask, _check_args, adamw, chain
+from optlab.optimizers import Mask, _check_args, _positive, adamw, chain
 from optlab.regularizers import decoupled_weight_decay, l2_penalty, scale_by_learning_rate
 from optlab.stream import Primitive
 
@@ -97,7 +97,7 @@ def adamaxw(
     return chain(
         ema("mu", b1, debias=True),
         ema_of_abs_max("nu", b2, eps=eps),
-        ratio("mu", "nu", eps=0.0, sqrt=False),
+        ratio("mu", "nu", eps=0.0, sqrt=False, positive=_positive(eps)),
         decoupled_weight_decay(weight_decay, mask),
         scale_by_learning_rate(learning_rate),
     )

@@ -77,6 +77,7 @@ def ratio(
     eps_root: float = 0.0,
     center: str | None = None,
     sqrt: bool = True,
+    positive: bool = False,
 ) -> Primitive:
     r"""Adaptive ratio :math:`u = n / (\sqrt{d - c^2 + ε_{root}} + ε)`.
 
@@ -86,11 +87,13 @@ def ratio(
     convention) or inside it (``eps_root``, optax's RMSprop/Adagrad default). ``center`` names a
     first moment c subtracted from d (centered RMSprop, Graves 2013). With ``sqrt=False`` the
     denominator is used as it is, :math:`n/(d+ε)` (AdaMax's infinity norm). Where both ε are 0
-    and the denominator is 0, the update is 0 rather than NaN.
+    and the denominator is 0, the update is 0 rather than NaN — unless ``positive`` says the
+    denominator cannot be 0 (AdaMax's :math:`u_t \ge ε > 0`), which saves that select.
     """
     _checks.check_nonnegative("eps", eps)
     _checks.check_nonnegative("eps_root", eps_root)
-    guard = not (_is_positive_constant(eps) or (sqrt and _is_positive_constant(eps_root)))
+    guard = not (positive or _is_positive_constant(eps)
+                 or (sqrt and _is_positive_constant(eps_root)))
     # Constant zeros are left out of the jaxpr: no per-leaf ``+ 0``.
     add_eps, add_eps_root = not _is_zero_constant(eps), not _is_zero_constant(eps_root)
 

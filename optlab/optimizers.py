@@ -383,6 +383,12 @@ def amsgrad(
     )
 
 
+def _positive(eps: Any) -> bool:
+    """Whether ``eps`` is a constant > 0 (then AdaMax's u ≥ ε needs no division guard)."""
+    x = _checks._concrete_scalar(eps)
+    return x is not None and x > 0
+
+
 def adamax(
     learning_rate: ScalarOrSchedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8
 ) -> Primitive:
@@ -392,7 +398,7 @@ def adamax(
     return chain(
         ema("mu", b1, debias=True),
         ema_of_abs_max("nu", b2, eps=eps),
-        ratio("mu", "nu", eps=0.0, sqrt=False),
+        ratio("mu", "nu", eps=0.0, sqrt=False, positive=_positive(eps)),
         scale_by_learning_rate(learning_rate),
     )
 
