@@ -72,3 +72,38 @@ def test_steps_to_unit_gain():
         s = np.cumsum((1.0 + np.arange(T)) ** -0.55)
         assert s[-1] >= target > s[-2]
     assert gn.steps_to_unit_gain(0.01, horizon=10**5) is None
+
+
+def test_budgets_full_and_accelerator():
+    """Full mode keeps its CPU budgets; --accelerator runs zero init for twice the steps the
+    noise needs to reach unit gain at lr 0.1 (about 2·10⁵), the rest unchanged; quick runs
+    zero init only."""
+    per_epoch = 3600 // gn.BATCH
+    assert [gn.epochs(k, per_epoch) for k in gn.SCENARIOS] == [200, 50, 50]
+    assert [gn.epochs(k, per_epoch, quick=True) for k in gn.SCENARIOS] == [0, 0, 2]
+    zero = gn.epochs("zero", per_epoch, accelerator=True)
+    need = gn.steps_to_unit_gain(0.1)
+    assert 100_000 < need < 110_000
+    assert zero * per_epoch >= 2 * need > (zero - 1) * per_epoch
+    assert [gn.epochs(k, per_epoch, accelerator=True) for k in ("simple", "he")] == [200, 50]
+    assert gn.EXPERIMENT.accelerator and f"{2 * need:,}" in gn.EXPERIMENT.accelerator
+
+
+def test_zero_init_with_noise_is_undecided_when_too_short():
+    def scenario(steps, best_noise):
+        stats = lambda best: {"best_over_runs": best, "average_over_runs": best}  # noqa: E731
+        return {"zero": {"steps": steps, "none": stats(0.1), "noise": stats(best_noise)}}
+
+    checks = gn.decide_checks(scenario(1800, 0.1))
+    assert checks == {"zero_init_fails_without_noise": True,
+                      "zero_init_trains_with_noise": None}
+    assert gn.decide_checks(scenario(250_000, 0.9))["zero_init_trains_with_noise"] is True
+    assert gn.decide_checks(scenario(250_000, 0.1))["zero_init_trains_with_noise"] is False
+
+
+def test_selection_policy():
+    val = [[0.877, 0.887, 0.785], [0.095, 0.102, 0.097]]
+    loss = [[0.5] * 3, [2.3] * 3]
+    assert gn.select(val, loss) == 0
+    assert gn.select(gn.masked(val, [[0, 0, 1], [0, 0, 0]]), loss) == 1  # diverged: excluded
+    assert gn.select([[0.1] * 3, [0.1] * 3], [[2.3] * 3, [2.2] * 3]) == 1  # tie: lower loss
