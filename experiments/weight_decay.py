@@ -397,8 +397,8 @@ def _per_seed_text(values) -> str:
     a = finite(values)
     if len(a) == 0:
         return "—"
-    return (f"{fmt_pm(a)}" if len(a) == len(values) else f"{fmt_pm(a)} ({len(a)} of "
-            f"{len(values)} seeds)")
+    text = fmt_pm(a, 1.0, 2)
+    return text if len(a) == len(values) else f"{text} ({len(a)} of {len(values)} seeds)"
 
 
 def difference_text(a, b, scale: float = 100.0) -> str:
@@ -524,7 +524,7 @@ def heatmaps(ctx: Context, cfg: Config, maps: dict, stats: dict, norm: float, S:
             ax.plot(x, yb, "-", color="red", lw=1.2)
             ax.plot(x[inner], yb[inner], "o", color="red", ms=4,
                     label="best λ per α (parabolic refinement)")
-            ax.plot(x[~inner], yb[~inner], "o", mfc="none", color="red", ms=5,
+            ax.plot(x[~inner], yb[~inner], "o", mfc="white", mec="red", mew=1.5, ms=7,
                     label="at the grid's edge (left out of the slope)")
             sel = st["selected"]
             ax.plot(log_lr[f].index(sel["log_lr"]), log_wd[f].index(sel["log_wd"]), "*",
