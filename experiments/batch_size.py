@@ -223,7 +223,9 @@ def select_lr(h: dict[str, Any]) -> int:
     """Index of the learning rate with the best mean final validation accuracy (diverged:
     never)."""
     val = np.asarray(h["val_accuracy"], float)[:, :, -1]
-    score = np.where(np.isnan(val).any(axis=1), -np.inf, np.nanmean(val, axis=1))
+    ok = ~np.isnan(val).any(axis=1)
+    score = np.full(len(val), -np.inf)
+    score[ok] = val[ok].mean(axis=1)
     return int(np.argmax(score))
 
 
