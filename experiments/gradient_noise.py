@@ -67,7 +67,9 @@ from optlab.reproduce import (
     Outcome,
     fmt_pm,
     markdown_table,
+    masked,
     mean_std,
+    select,
     verdict_of,
 )
 from optlab.tasks import load_dataset
@@ -79,7 +81,6 @@ ETA, GAMMA = 0.01, 0.55
 LEARNING_RATES = (0.1, 0.01)
 BATCH = 100
 TRAINS = 0.2  # a run "trains" when its test accuracy exceeds 20 % (chance is 10 %)
-TIE = 1e-6  # validation accuracies closer than this are a tie (broken by validation loss)
 # --accelerator: zero init for this many times the steps the noise needs to reach unit gain
 ACCELERATOR_GAIN_MULTIPLE = 2
 
@@ -182,26 +183,6 @@ def epochs(key: str, steps_per_epoch: int, *, quick: bool = False,
         steps = ACCELERATOR_GAIN_MULTIPLE * steps_to_unit_gain(max(LEARNING_RATES))
         return math.ceil(steps / steps_per_epoch)
     return spec["epochs"]
-
-
-def select(val_accuracy: Any, val_loss: Any) -> int:
-    """The selection rule (the one of every experiment that tunes): the index (axis 0) with
-    the highest mean validation accuracy over seeds (axis 1); a setting at which any seed
-    diverged (NaN) cannot be selected; means within ``TIE`` of the best are tied and go to
-    the lowest mean validation loss."""
-    acc = np.asarray(val_accuracy, float).mean(axis=1)
-    loss = np.asarray(val_loss, float).mean(axis=1)
-    ok = np.isfinite(acc)
-    if not ok.any():
-        return 0
-    tied = ok & (acc >= np.max(acc[ok]) - TIE)
-    return int(np.argmin(np.where(tied, np.nan_to_num(loss, nan=np.inf), np.inf)))
-
-
-def masked(values: Any, diverged: Any) -> np.ndarray:
-    """``values`` with NaN where the run diverged (``optlab.train`` freezes a diverged run,
-    so its accuracies stay finite)."""
-    return np.where(np.asarray(diverged, bool), np.nan, np.asarray(values, float))
 
 
 def run_scenario(ctx: Context, data, key: str, n_epochs: int) -> dict:

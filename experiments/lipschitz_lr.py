@@ -65,7 +65,9 @@ from optlab.reproduce import (
     decide,
     fmt_pm,
     markdown_table,
+    masked,
     mean_std,
+    select,
     verdict_of,
 )
 from optlab.tasks import load_dataset
@@ -81,7 +83,6 @@ MOMENTUM = 0.9
 TARGET = 0.9  # convergence: first epoch at ≥ 90 % of the best method's mean accuracy
 ACCURACY_TOLERANCE = 0.02  # "comparable": at most 2 points below the tuned counterpart
 EPOCH_TOLERANCE = 1.0  # "not slower": at most one epoch (the resolution) behind it
-TIE = 1e-6  # validation accuracies closer than this are a tie (broken by validation loss)
 
 # LipschitzLR variant -> (K_z norm, K fixed per epoch?, label). The verdict is on "authors".
 VARIANTS = {
@@ -106,26 +107,6 @@ STYLE = {  # method -> (tuned counterpart, colour, line style)
     "LipschitzLR SGD (optlab default)": ("SGD (tuned lr)", "tab:brown", "-."),
     "LipschitzLR momentum (optlab default)": ("momentum (tuned lr)", "tab:olive", "-."),
 }
-
-
-def select(val_accuracy: Any, val_loss: Any) -> int:
-    """The selection rule (the one of every experiment that tunes): the index (axis 0) with
-    the highest mean validation accuracy over seeds (axis 1); a setting at which any seed
-    diverged (NaN) cannot be selected; means within ``TIE`` of the best are tied and go to
-    the lowest mean validation loss."""
-    acc = np.asarray(val_accuracy, float).mean(axis=1)
-    loss = np.asarray(val_loss, float).mean(axis=1)
-    ok = np.isfinite(acc)
-    if not ok.any():
-        return 0
-    tied = ok & (acc >= np.max(acc[ok]) - TIE)
-    return int(np.argmin(np.where(tied, np.nan_to_num(loss, nan=np.inf), np.inf)))
-
-
-def masked(values: Any, diverged: Any) -> np.ndarray:
-    """``values`` with NaN where the run diverged (``optlab.train`` freezes a diverged run,
-    so its accuracies stay finite)."""
-    return np.where(np.asarray(diverged, bool), np.nan, np.asarray(values, float))
 
 
 class LoggedLipschitz(NamedTuple):

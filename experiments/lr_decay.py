@@ -79,7 +79,9 @@ from optlab.reproduce import (
     decide,
     fmt_pm,
     markdown_table,
+    masked,
     mean_std,
+    select,
     significant,
     verdict_of,
 )
@@ -94,7 +96,6 @@ LABELS = {"constant": "constant", "exp_smooth": "exponential (smooth)",
 COLORS = {"constant": "black", "exp_smooth": "tab:blue", "exp_staircase": "tab:cyan",
           "inverse_time": "tab:red", "inverse_sqrt": "tab:orange"}
 STAIRS = 5  # staircase: decay_steps = T / STAIRS
-TIE = 1e-6  # validation accuracies closer than this are a tie (broken by validation loss)
 
 
 def multiplier(kind, factor, step, total_steps: int, steps_per_epoch: int):
@@ -142,26 +143,6 @@ def adam_scheduled(config, *, table, total_steps: int, steps_per_epoch: int):
         return lr0 * multiplier(kind, factor, step, total_steps, steps_per_epoch)
 
     return optlab.adam(learning_rate)
-
-
-def select(val_accuracy: Any, val_loss: Any) -> int:
-    """The selection rule (the one of every experiment that tunes): the index (axis 0) with
-    the highest mean validation accuracy over seeds (axis 1); a setting at which any seed
-    diverged (NaN) cannot be selected; means within ``TIE`` of the best are tied and go to
-    the lowest mean validation loss."""
-    acc = np.asarray(val_accuracy, float).mean(axis=1)
-    loss = np.asarray(val_loss, float).mean(axis=1)
-    ok = np.isfinite(acc)
-    if not ok.any():
-        return 0
-    tied = ok & (acc >= np.max(acc[ok]) - TIE)
-    return int(np.argmin(np.where(tied, np.nan_to_num(loss, nan=np.inf), np.inf)))
-
-
-def masked(values: Any, diverged: Any) -> np.ndarray:
-    """``values`` with NaN where the run diverged (``optlab.train`` freezes a diverged run,
-    so its accuracies stay finite)."""
-    return np.where(np.asarray(diverged, bool), np.nan, np.asarray(values, float))
 
 
 def run_dataset(ctx: Context, name: str, epochs: int, configs, batch_size: int = 128):

@@ -333,9 +333,10 @@ def report(record: Mapping[str, Any]) -> str:
     mode = ("quick mode" if record["quick"] else
             "accelerator mode" if record.get("accelerator") else "full mode")
     env = record["environment"]
+    seeds = f"{record['seeds']} seed" + ("s" if record["seeds"] != 1 else "")
     lines = [f"## {record['title']} (`{record['experiment']}`)", "",
              f"**Claim** ({record['source']}): {record['claim']}", "",
-             f"**Verdict: {verdict(record['reproduced'])}** ({mode}, {record['seeds']} seeds, "
+             f"**Verdict: {verdict(record['reproduced'])}** ({mode}, {seeds}, "
              f"{record['wall_time_s']:.0f} s on {env['device']}, {env['cpu_count']} CPU cores).",
              "", record["summary"].strip(), ""]
     lines += [f"![{name}]({name})" for name in record["figures"] if name.endswith(".png")]
