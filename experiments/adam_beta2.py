@@ -63,6 +63,7 @@ from optlab.reproduce import (
     fmt_pm,
     markdown_table,
     mean_std,
+    select,
     significant,
     verdict_of,
 )
@@ -83,7 +84,6 @@ TASKS = {"mnist1d_mlp": ("mnist1d", "mlp", 30),
 # the issue's optional fourth task, too slow for 2 CPU cores: added by --accelerator
 ACCELERATOR_TASKS = {"mnist5k_convnet": ("mnist5k", "convnet", 20)}
 MARGIN = 0.01  # "as good": at most 1 point of test accuracy below β₂ = 0.999 (2 SE)
-TIE = 1e-6  # validation accuracies closer than this are a tie (broken by validation loss)
 
 
 def spikes(train_loss) -> int:
@@ -143,19 +143,6 @@ def run_task(ctx: Context, task: str, dataset: str, model: str, epochs: int, lrs
             "runs": int(unstable.size),
         }
     return out
-
-
-def select(val_accuracy, val_loss) -> int:
-    """The selection rule: the index (axis 0) with the highest mean validation accuracy over
-    seeds (axis 1); a setting at which any seed diverged (NaN) cannot be selected; means
-    within ``TIE`` of the best are tied and go to the lowest mean validation loss."""
-    acc = np.asarray(val_accuracy, float).mean(axis=1)
-    loss = np.asarray(val_loss, float).mean(axis=1)
-    ok = np.isfinite(acc)
-    if not ok.any():
-        return 0
-    tied = ok & (acc >= np.max(acc[ok]) - TIE)
-    return int(np.argmin(np.where(tied, np.nan_to_num(loss, nan=np.inf), np.inf)))
 
 
 def unstable_per_seed(measured: dict, b2: float) -> np.ndarray:

@@ -60,6 +60,7 @@ from optlab.reproduce import (
     fmt_pm,
     markdown_table,
     mean_std,
+    select,
     significant,
     verdict_of,
 )
@@ -74,7 +75,6 @@ ADAPTIVE = {"SGD": False, "Momentum": False, "Adam": True, "RMSprop": True}
 LOG2_LR = {"SGD": tuple(range(-6, 3)), "Momentum": tuple(range(-9, 0)),
            "Adam": tuple(range(-11, -2)), "RMSprop": tuple(range(-11, -2))}
 LOSS_TOLERANCE = 0.05  # nats: "similar" training loss
-TIE = 1e-6  # validation accuracies closer than this are a tie (broken by validation loss)
 EVAL_CHUNK = 1000
 COLORS = {"SGD": "tab:blue", "Momentum": "tab:green", "Adam": "tab:red", "RMSprop": "tab:orange"}
 
@@ -112,19 +112,6 @@ def optimizers(method, i_lr, *, total_steps: int, log2_lr: tuple
 
     return optlab.one_of(m, (optlab.sgd(schedule), optlab.sgd(schedule, momentum=0.9),
                       optlab.adam(schedule), optlab.rmsprop(schedule)))
-
-
-def select(val_accuracy, val_loss) -> int:
-    """The selection rule: the index (axis 0) with the highest mean validation accuracy over
-    seeds (axis 1); a setting at which any seed diverged (NaN) cannot be selected; means
-    within ``TIE`` of the best are tied and go to the lowest mean validation loss."""
-    acc = np.asarray(val_accuracy, float).mean(axis=1)
-    loss = np.asarray(val_loss, float).mean(axis=1)
-    ok = np.isfinite(acc)
-    if not ok.any():
-        return 0
-    tied = ok & (acc >= np.max(acc[ok]) - TIE)
-    return int(np.argmin(np.where(tied, np.nan_to_num(loss, nan=np.inf), np.inf)))
 
 
 @nnx.jit

@@ -79,6 +79,7 @@ from optlab.reproduce import (
     fmt_pm,
     markdown_table,
     mean_std,
+    select,
     significant,
     verdict_of,
 )
@@ -98,7 +99,6 @@ METHODS = (("SGD, constant", 0, 0), ("SGD, step decay", 0, 1), ("SGDR, T0=A", 0,
 LOG_LR = {0: (-2.0, -1.5, -1.0, -0.5, 0.0), 1: (-3.0, -2.5, -2.0, -1.5, -1.0)}
 SPEEDUP = 2.0  # the papers' "2-4x" at its low end
 FINAL_MARGIN = 0.01  # "matches step decay at the end": at most 1 point worse (2 SE)
-TIE = 1e-6  # validation accuracies closer than this are a tie (broken by validation loss)
 EVAL_CHUNK = 1000
 COLORS = ("tab:gray", "tab:blue", "tab:red", "tab:orange")
 
@@ -146,19 +146,6 @@ def model_factory(cfg: Config, data: Dataset) -> Any:
         return cfg.model
     return functools.partial(network, name=cfg.model, input_shape=tuple(data.input_shape),
                              num_classes=int(data.num_classes), options=cfg.model_options)
-
-
-def select(val_accuracy, val_loss) -> int:
-    """The selection rule: the index (axis 0) with the highest mean validation accuracy over
-    seeds (axis 1); a setting at which any seed diverged (NaN) cannot be selected; means
-    within ``TIE`` of the best are tied and go to the lowest mean validation loss."""
-    acc = np.asarray(val_accuracy, float).mean(axis=1)
-    loss = np.asarray(val_loss, float).mean(axis=1)
-    ok = np.isfinite(acc)
-    if not ok.any():
-        return 0
-    tied = ok & (acc >= np.max(acc[ok]) - TIE)
-    return int(np.argmin(np.where(tied, np.nan_to_num(loss, nan=np.inf), np.inf)))
 
 
 # ------------------------------------------------------------------------------------------

@@ -84,6 +84,7 @@ from optlab.reproduce import (
     fmt_pm,
     markdown_table,
     mean_std,
+    select,
     significant,
     verdict_of,
 )
@@ -105,7 +106,6 @@ ARCHS = {"mlp_bn": "MLP + BatchNorm", "mlp": "MLP (no normalization)",
 BATCH = 128
 MOMENTUM = 0.9
 MIN_COLUMNS = 3  # interior α columns a valley slope needs
-TIE = 1e-6  # validation accuracies closer than this are a tie (broken by validation loss)
 MNIST1D_TRAIN, CIFAR_TRAIN = 3600, 45000  # training splits (10 % of the pool is validation)
 
 
@@ -231,19 +231,6 @@ def interaction_share(err: np.ndarray) -> float:
     resid = e - e.mean(0, keepdims=True) - e.mean(1, keepdims=True) + e.mean()
     total = float((centred ** 2).sum())
     return float((resid ** 2).sum() / total) if total > 0 else 0.0
-
-
-def select(val_accuracy, val_loss) -> int:
-    """The selection rule: the index (axis 0) with the highest mean validation accuracy over
-    seeds (axis 1); a setting at which any seed diverged (NaN) cannot be selected; means
-    within ``TIE`` of the best are tied and go to the lowest mean validation loss."""
-    acc = np.asarray(val_accuracy, float).mean(axis=1)
-    loss = np.asarray(val_loss, float).mean(axis=1)
-    ok = np.isfinite(acc)
-    if not ok.any():
-        return 0
-    tied = ok & (acc >= np.max(acc[ok]) - TIE)
-    return int(np.argmin(np.where(tied, np.nan_to_num(loss, nan=np.inf), np.inf)))
 
 
 def finite(values) -> np.ndarray:
