@@ -18,10 +18,11 @@ def _run_quick(script: str, *args: str) -> str:
 
 
 def test_step_time_quick_mode_runs():
-    # with optimizers that read extra arguments, keep params in their state, or have no optax
-    # counterpart (timed against a reference)
-    out = _run_quick("step_time.py", "--optimizers", "adam,polyak_sgd,lbfgs,shampoo")
-    for name in ("adam", "polyak_sgd", "lbfgs", "shampoo"):
+    # with optimizers that read extra arguments and have no optax counterpart (timed against
+    # a reference); lbfgs (params in its state) costs a slow line-search compile: the full
+    # runs cover it
+    out = _run_quick("step_time.py", "--optimizers", "adam,polyak_sgd,shampoo")
+    for name in ("adam", "polyak_sgd", "shampoo"):
         assert f"| {name} |" in out, name
 
 
