@@ -550,7 +550,7 @@ def _setup(args, task: str) -> _Setup:
     if replicated is not None and steps_per_epoch >= 1:
         from optlab.parallel.training import steps_per_epoch as replicated_steps
 
-        r = replicated.build(_probe_sgd()).replicas
+        r = replicated.count()
         try:
             steps_per_epoch = replicated_steps(len(data.y_train), args.batch_size, r,
                                                replicated.iid)
@@ -565,12 +565,6 @@ def _setup(args, task: str) -> _Setup:
     total = steps_per_epoch * args.epochs
     model_fn = _model_factory(model, _key_values(args.model_arg, "--model-arg"), data)
     return _Setup(data, model, model_fn, total, _schedule(args.schedule, total))
-
-
-def _probe_sgd():
-    from optlab.optimizers import sgd
-
-    return sgd(0.1)
 
 
 def _run_config(args, setup: _Setup, spec: _Spec) -> dict[str, Any]:

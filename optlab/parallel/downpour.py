@@ -79,8 +79,8 @@ def downpour(server: optax.GradientTransformation, replicas: int, n_fetch: int =
         def arrive(carry, r):
             params, server_state = carry
             pushed = jax.tree.map(lambda a: a[r], accumulated)
-            new = apply(server, pushed, server_state, params)
-            return jax.tree.map(lambda n, o: jnp.where(pushes[r], n, o), new, carry), None
+            return jax.lax.cond(pushes[r], lambda: apply(server, pushed, server_state, params),
+                                lambda: carry), None
 
         (params, server_state), _ = jax.lax.scan(arrive, (state.params, state.server), order)
         accumulated = jax.tree.map(lambda a: jnp.where(_lead(pushes, a), 0, a), accumulated)

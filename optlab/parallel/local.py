@@ -132,12 +132,14 @@ def easgd(tx: optax.GradientTransformation, replicas: int, period: int = 1, beta
         return ElasticState(params, everywhere, velocity, jax.vmap(tx.init)(everywhere),
                             jnp.zeros([], jnp.int32))
 
-    def elastic(center, local, now):
-        diff = jax.tree.map(lambda x, c: jnp.where(now, alpha * (x - c), 0).astype(x.dtype),
-                            local, center)
+    def pull(center, local):
+        diff = jax.tree.map(lambda x, c: (alpha * (x - c)).astype(x.dtype), local, center)
         local = jax.tree.map(jnp.subtract, local, diff)
         center = jax.tree.map(lambda c, d: c + jnp.sum(d, axis=0), center, diff)
         return center, local
+
+    def elastic(center, local, now):
+        return jax.lax.cond(now, pull, lambda c, x: (c, x), center, local)
 
     def update(state, grads, key):
         del key

@@ -49,12 +49,6 @@ def make(name: str, replicas: int, iid: bool = True,
     if unknown:
         raise ValueError(f"{name} takes no option {', '.join(unknown)}; its options: "
                          f"{', '.join(f'{k}={v!r}' for k, v in allowed.items()) or 'none'}")
-    method = functools.partial(METHODS[name], replicas=replicas, **given)
-    method(_probe())  # bad values fail now, with the method's own message
-    return Replicas(method, iid=iid)
-
-
-def _probe() -> Any:
-    from optlab.optimizers import sgd
-
-    return sgd(0.1)
+    spec = Replicas(functools.partial(METHODS[name], replicas=replicas, **given), iid=iid)
+    spec.count()  # bad values fail now, with the method's own message
+    return spec

@@ -59,6 +59,12 @@ class Replicas:
     def __optlab_spec__(self) -> tuple[str, dict[str, Any]]:  # described in checkpoints
         return "Replicas", {"method": self.method, "iid": self.iid}
 
+    def count(self) -> int:
+        """The number of replicas (the method built around a probe optimizer)."""
+        from optlab.optimizers import sgd
+
+        return self.build(sgd(0.1)).replicas
+
     def build(self, tx: optax.GradientTransformation) -> Parallel:
         method = self.method(tx)
         if not isinstance(method, Parallel):
