@@ -179,12 +179,19 @@ def significant(a: Any, b: Any) -> tuple[float, float]:
 
     The ratio is NaN when either side has fewer than two values (no error to measure), and
     ±inf when both sides are constant but differ."""
+    diff, se = _diff_se(a, b)
+    if np.isnan(se):
+        return diff, float("nan")
+    return diff, (diff / se if se > 0 else float(np.sign(diff)) * float("inf"))
+
+
+def _diff_se(a: Any, b: Any) -> tuple[float, float]:
+    """mean(a) − mean(b) and its standard error (NaN with fewer than two values a side)."""
     a, b = np.asarray(a, float).ravel(), np.asarray(b, float).ravel()
     diff = float(a.mean() - b.mean())
     if min(a.size, b.size) < 2:
         return diff, float("nan")
-    se = float(np.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size))
-    return diff, (diff / se if se > 0 else float(np.sign(diff)) * float("inf"))
+    return diff, float(np.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size))
 
 
 Z = 2.0
@@ -200,13 +207,11 @@ def decide(a: Any, b: Any, *, margin: float = 0.0, higher_is_better: bool = True
     and when either side has fewer than two values. ``margin`` < 0 asks "is ``a`` at least as
     good, within ``-margin``?" (e.g. ``margin=-0.01`` for "matches within one point").
     """
-    diff, _ = significant(a, b)
-    a, b = np.asarray(a, float).ravel(), np.asarray(b, float).ravel()
-    if min(a.size, b.size) < 2 or not np.isfinite(diff):
+    diff, se = _diff_se(a, b)
+    if not (np.isfinite(diff) and np.isfinite(se)):
         return None
     if not higher_is_better:
         diff = -diff
-    se = float(np.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size))
     if diff - Z * se > margin:
         return True
     if diff + Z * se < margin:
