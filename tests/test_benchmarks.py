@@ -49,8 +49,17 @@ def test_train_throughput_quick_mode_runs():
 
 
 def test_compile_time_quick_mode_runs():
+    """Rows for each optimizer with the A/A noise floor and a verdict; soap (against optax's
+    Adam, its reference) compiles far more and is a decided miss; optlab's Adam compiles to no
+    more optimized HLO than optax's."""
     out = _run_quick("compile_time.py", "--optimizers", "adam,momo,soap")
-    assert "adam" in out and "momo" in out and "soap" in out and "per leaf" in out
+    assert "per leaf" in out and "A/A optax/optax" in out
+    rows = {line.split()[0]: line for line in out.splitlines()
+            if line.split() and line.split()[0] in ("adam", "momo", "soap")}
+    assert set(rows) == {"adam", "momo", "soap"}, out
+    assert "MISS" in rows["soap"], rows["soap"]
+    hlo_optlab, hlo_optax = (int(x) for x in rows["adam"].split()[-3::2])
+    assert hlo_optlab <= hlo_optax, rows["adam"]
 
 
 def test_search_throughput_quick_mode_runs():
