@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 COMMON = ["train", "--task", "mnist1d", "--optimizer", "adamw", "--lr", "3e-3", "--seeds", "1",
-          "--epochs", "1", "--batch-size", "32", "--replicas", "2", "--no-progress"]
+          "--epochs", "1", "--batch-size", "64", "--replicas", "2", "--no-progress"]
 
 
 def _free_port() -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 
 from optlab.search import parse
@@ -56,7 +55,6 @@ def test_bad_arguments(evaluator):
         Evaluator(data, epochs=0)
     with pytest.raises(ValueError, match="num_groups=1 is smaller"):
         Evaluator(data, num_groups=1).evaluate([parse("exp(sign(g) * sign(m)) * g")])
-    assert np.isfinite(evaluator([parse("g")])[0])
 
 
 _SHARDED_SCRIPT = """
@@ -65,10 +63,10 @@ from optlab.search import parse
 from optlab.search.evaluator import Evaluator
 from optlab.tasks import load_dataset
 data = load_dataset("mnist1d")
-data = data.__class__(data.name, data.x_train[:512], data.y_train[:512], data.x_val,
+data = data.__class__(data.name, data.x_train[:256], data.y_train[:256], data.x_val,
                       data.y_val, data.x_test, data.y_test, data.num_classes, data.description)
 formulas = ["g", "m / (sqrt(v) + eps)", "exp(sign(g) * sign(m)) * g", "sign(m)",
-            "(1 + sign(g) * sign(m)) * g", "g * g * g"]
+            "(1 + sign(g) * sign(m)) * g"]
 ev = Evaluator(data, learning_rates=(1e-2, 1e-1), epochs=1, num_groups=3)
 rewards = ev([parse(f) for f in formulas])
 json.dump({"devices": jax.device_count(), "rewards": rewards}, open(sys.argv[1], "w"))
@@ -77,8 +75,8 @@ json.dump({"devices": jax.device_count(), "rewards": rewards}, open(sys.argv[1],
 
 @pytest.mark.slow
 def test_population_sharded_over_8_devices_scores_as_on_one(tmp_path):
-    """The population axis spread over 8 simulated CPU devices (6 programs x 2 learning rates:
-    12 children padded to 16) gives the single-device rewards bit for bit."""
+    """The population axis spread over 8 simulated CPU devices (5 programs x 2 learning rates:
+    10 children padded to 16) gives the single-device rewards bit for bit."""
     import json
     import os
     import subprocess
