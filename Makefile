@@ -64,4 +64,4 @@ bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/train_throughput.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis runs docs/_build
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis runs docs/_build .cache

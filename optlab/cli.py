@@ -582,7 +582,7 @@ def _run_config(args, setup: _Setup, spec: _Spec) -> dict[str, Any]:
             "dataset": setup.data.summary()}
 
 
-def _train_one(args, setup: _Setup, spec: _Spec, out: Path | None) -> Any:
+def _train_one(args, setup: _Setup, spec: _Spec, checkpoints: Path | None) -> Any:
     from optlab.train import train
 
     try:
@@ -596,9 +596,7 @@ def _train_one(args, setup: _Setup, spec: _Spec, out: Path | None) -> Any:
                      config=_run_config(args, setup, spec), progress=args.progress,
                      unroll=True if args.unroll else 1,
                      parallel=getattr(args, "replicated", None),
-                     checkpoint_dir=None if out is None or (getattr(args, "num_processes", 0)
-                                                            or 1) > 1
-                     else out / "checkpoints")
+                     checkpoint_dir=checkpoints)
     except ValueError as e:
         raise CLIError(_cli_words(str(e))) from None
 
@@ -756,12 +754,9 @@ def cmd_train(args) -> int:
 
     rank = parallel_cli.distributed(args, refuse)
     args.replicated = parallel_cli.replicas(args, refuse)
-    if rank > 0:  # process 0 writes the results of a multi-process run
-        args.out = None
-    out = _writable(args.out)
-    if out is not None and args.num_processes and args.num_processes > 1:
-        print("optlab train: several processes: results are written by process 0; no "
-              "checkpoints (a multi-process run does not resume)", flush=True)
+    # Every process saves its part of the checkpoints (orbax; one folder all of them reach);
+    # process 0 alone checks --out and writes the results of a multi-process run.
+    checkpoints = None if args.out is None else Path(args.out).expanduser() / "checkpoints"
     program_spec = None if args.program is None else _program_spec(args, args.lr)
     setup = _setup(args, tasks[0])
     if program_spec is not None:
@@ -769,12 +764,21 @@ def cmd_train(args) -> int:
     else:
         spec = _spec(opt[0], opt, args, args.lr, setup.total_steps, "--optimizer",
                      setup.data.num_classes)
-    _claim(out, "train", _run_config(args, setup, spec))
+    try:
+        out = None if rank > 0 else _writable(args.out)
+        _claim(out, "train", _run_config(args, setup, spec))
+    except CLIError:
+        parallel_cli.agree(False, refuse)
+        raise
+    parallel_cli.agree(True, refuse)
+    if out is not None and args.num_processes and args.num_processes > 1:
+        print(f"optlab train: {args.num_processes} processes: results are written by process "
+              "0; every process saves its part of the checkpoints", flush=True)
     name = opt[0] if spec.program is None else f"program {spec.program}"
     print(f"optlab train: {setup.model} on {setup.data.summary()}, {name}, "
           f"{len(args.lr)} lr x {args.seeds} seeds, {args.epochs} epochs", flush=True)
-    result = _train_one(args, setup, spec, out)
-    _resumed(result, args.epochs, out)
+    result = _train_one(args, setup, spec, checkpoints)
+    _resumed(result, args.epochs, None if checkpoints is None else checkpoints.parent)
     print(result.summary())
     diverged = []
     for hp, idx in _by_hyperparams(result):
@@ -900,7 +904,7 @@ def cmd_compare(args) -> int:
     rows, curves, diverged, device = [], {}, [], ""
     for spec in specs:
         name = spec.name
-        result = _train_one(args, setup, spec, out / name if out else None)
+        result = _train_one(args, setup, spec, out / name / "checkpoints" if out else None)
         _resumed(result, args.epochs, out / name if out else None, f"{name}: ")
         device = result.device
         if out is not None:

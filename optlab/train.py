@@ -668,6 +668,10 @@ class _Checkpoints:
     sha256 of each of its files, checked before orbax reads them (orbax/TensorStore report
     damaged data with pages of tracebacks, or not at all); a checkpoint that fails the check or
     cannot be read is moved to ``<directory>/damaged/`` and the previous one is used instead.
+
+    In a multi-process run (``jax.distributed``) every process saves and restores its shards
+    of the state in the same folder (orbax coordinates them); process 0 alone writes the
+    manifest and moves damaged checkpoints, and the others wait for it.
     """
 
     def __init__(self, directory: str | os.PathLike, fingerprint: dict[str, Any],
@@ -756,9 +760,9 @@ class _Checkpoints:
                 "to start afresh")
         if damaged:
             aside = self.directory / "damaged"
-            aside.mkdir(exist_ok=True)
             moved = []
-            for s, why in damaged:
+            for s, why in damaged if jax.process_index() == 0 else ():
+                aside.mkdir(exist_ok=True)
                 stamp = time.strftime("%Y%m%d-%H%M%S")
                 target = aside / f"{s}-{stamp}"
                 for k in itertools.count(1):
@@ -767,6 +771,8 @@ class _Checkpoints:
                     target = aside / f"{s}-{stamp}-{k}"
                 os.replace(self.directory / str(s), target)
                 moved.append(f"checkpoint {s} ({why}) moved to {target}")
+            _sync_processes("optlab-checkpoints-moved")
+            moved = moved or [f"checkpoint {s} ({why}) moved to {aside}" for s, why in damaged]
             self.manager.reload()
             warnings.warn(
                 f"checkpoint_dir {self.directory}: damaged checkpoint(s) skipped: "
@@ -780,13 +786,23 @@ class _Checkpoints:
         self.manager.save(epoch, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
         self.manager.wait_until_finished()
-        step_dir = self.directory / str(epoch)
-        tmp = step_dir / f".{_MANIFEST}.tmp"
-        tmp.write_text(json.dumps(_file_digests(step_dir), indent=0))
-        os.replace(tmp, step_dir / _MANIFEST)
+        if jax.process_index() == 0:  # after orbax's own barrier: every shard is written
+            step_dir = self.directory / str(epoch)
+            tmp = step_dir / f".{_MANIFEST}.tmp"
+            tmp.write_text(json.dumps(_file_digests(step_dir), indent=0))
+            os.replace(tmp, step_dir / _MANIFEST)
+        _sync_processes(f"optlab-checkpoint-{epoch}")
 
     def close(self) -> None:
         self.manager.close()
+
+
+def _sync_processes(name: str) -> None:
+    """A barrier across the processes of a multi-process run; a no-op in one process."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
 
 
 def _one_line(e: BaseException) -> str:

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+
+# One persistent XLA compilation cache for the whole test session: the xdist workers and the
+# subprocesses tests start (they inherit the environment) compile the same training programs
+# many times over. Keys cover the program, the XLA flags and the devices, so a hit is the
+# same executable. `make clean` removes it; set JAX_COMPILATION_CACHE_DIR to move it.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      str(Path(__file__).resolve().parents[1] / ".cache" / "jax"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.3")
+jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                  float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
 
 
 def make_params(seed: int = 0, dtype=jnp.float32) -> dict:

@@ -1,5 +1,6 @@
 """Two processes joined by jax.distributed (gloo CPU collectives on localhost) train
-data-parallel and DiLoCo replicas and get the single-process result.
+data-parallel and DiLoCo replicas and get the single-process result; each saves its part of
+the checkpoints, and re-running the command restores them in both processes.
 
 Processes started with ``jax.distributed.initialize`` ignore SIGTERM: on a timeout they are
 killed with SIGKILL.
@@ -57,9 +58,15 @@ def test_two_processes_give_the_single_process_result(method, tmp_path):
     for r in results:
         assert r.returncode == 0, r.stderr[-3000:]
     assert "results are written by process 0" in results[0].stdout
-    assert not (tmp_path / "multi" / "checkpoints").exists()
+    assert sorted(p.name for p in (tmp_path / "multi").iterdir()) == [
+        "checkpoints", "curves.png", "optlab.json", "results.json"]
     a = json.loads((tmp_path / "multi" / "results.json").read_text())
     b = json.loads((tmp_path / "single" / "results.json").read_text())
+    if method[1] == "data_parallel":  # the same command again: both processes restore
+        again = _run_processes(multi)
+        for r in again:
+            assert r.returncode == 0 and "resumed from epoch 1 of 1" in r.stdout, r.stderr[-3000:]
+        assert json.loads((tmp_path / "multi" / "results.json").read_text())["runs"] == a["runs"]
     assert "2 x" in a["device"] and "1 x" in b["device"]
     for key in ("train_loss", "test_loss", "test_accuracy"):
         np.testing.assert_allclose(a["runs"][0]["history"][key],
@@ -79,3 +86,19 @@ def test_bad_distributed_flags(argv, expected, capsys):
 
     assert cli.main([*COMMON, *argv]) == 2
     assert expected in capsys.readouterr().err
+
+
+def test_a_refusal_of_process_0_ends_every_process(tmp_path):
+    """--out holding someone else's files is refused by process 0 (the only one that checks
+    it); process 1 learns it instead of waiting in a collective, and nothing is written."""
+    out = tmp_path / "theirs"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    port = _free_port()
+    argvs = [[*COMMON, "--parallel", "data_parallel", "--coordinator", f"127.0.0.1:{port}",
+              "--num-processes", "2", "--process-id", str(i), "--out", str(out)]
+             for i in range(2)]
+    first, second = _run_processes(argvs, timeout=120)
+    assert first.returncode == 2 and "not empty" in first.stderr, first.stderr[-2000:]
+    assert second.returncode == 2 and "process 0 refused" in second.stderr, second.stderr[-2000:]
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]

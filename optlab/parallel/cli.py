@@ -76,6 +76,23 @@ def distributed(args: argparse.Namespace, error) -> int:
     return args.process_id
 
 
+def agree(ok: bool, error) -> None:
+    """After process 0's checks of ``--out`` (the other processes write nothing), every
+    process of a multi-process run learns whether they passed, so that none is left waiting
+    in a collective for a process that exited: process 0 passes ``ok``; elsewhere ``error``
+    is called when process 0 refused the run. A no-op in a single process."""
+    import jax
+
+    if jax.process_count() == 1:
+        return
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    verdict = multihost_utils.broadcast_one_to_all(np.int32(ok))
+    if jax.process_index() > 0 and not int(verdict):
+        error("process 0 refused this run (its error names the reason); nothing was written")
+
+
 def _number(text: str) -> Any:
     for kind in (int, float):
         try:
