@@ -361,7 +361,9 @@ def run(ctx: Context) -> Outcome:
         "learning_rates": list(cfg.learning_rates), "seeds": ctx.seeds,
         "bits_per_step": {m.key: bits_per_step(m) for m in cfg.methods},
         "thresholds": {"match_margin": MATCH_MARGIN, "non_iid_margin": NON_IID_MARGIN},
-        "selected": sel, "runs": runs,
+        "selected": sel,
+        "runs": {shard: {k: {n: v for n, v in r.items() if n != "test_loss_curve"}
+                         for k, r in by.items()} for shard, by in runs.items()},
     }
     train_seconds = sum(r["wall_time_s"] for by in runs.values() for r in by.values())
     return Outcome(reproduced, summary_text(ctx, cfg, sel, checks, reproduced, train_seconds),
