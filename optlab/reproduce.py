@@ -256,13 +256,18 @@ def masked(values: Any, diverged: Any) -> np.ndarray:
 
 
 def fmt_pm(values: Any, scale: float = 1.0, digits: int = 1) -> str:
-    """``"mean ± std"`` of ``values`` (times ``scale``, e.g. 100 for percent; sample std),
-    or the single value with "(1 run)"."""
-    a = np.asarray(values, dtype=float) * scale
-    m, s = mean_std(a)
-    if np.count_nonzero(np.isfinite(a)) < 2:
-        return f"{float(m):.{digits}f} (1 run)"
-    return f"{float(m):.{digits}f} ± {float(s):.{digits}f}"
+    """``"mean ± std"`` of ``values`` (times ``scale``, e.g. 100 for percent; sample std)
+    over the finite ones, or the single value with "(1 run)"; runs that are not finite
+    (diverged) are counted: ``"0.5 (1 of 3 runs finite)"``."""
+    a = np.asarray(values, dtype=float).ravel() * scale
+    finite = int(np.count_nonzero(np.isfinite(a)))
+    if finite == 0:
+        return f"nan ({a.size} run{'s' if a.size != 1 else ''}, none finite)"
+    m, s = mean_std(a[np.isfinite(a)])
+    text = f"{float(m):.{digits}f}" + (f" ± {float(s):.{digits}f}" if finite > 1 else "")
+    if finite < a.size:
+        return f"{text} ({finite} of {a.size} runs finite)"
+    return text if finite > 1 else f"{text} (1 run)"
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

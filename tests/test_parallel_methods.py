@@ -132,14 +132,20 @@ def test_eamsgd_algorithm_2():
     assert_path(run(parallel.easgd(optlab.sgd(lr), R, period=period, momentum=delta)), want)
 
 
-@pytest.mark.parametrize("server", ["sgd", "adagrad"])
-def test_downpour_applies_pushes_as_they_arrive(server):
+@pytest.mark.parametrize("server,local_lr", [("sgd", None), ("adagrad", None),
+                                             ("adagrad", 0.01)])
+def test_downpour_applies_pushes_as_they_arrive(server, local_lr):
+    """With ``local`` the replicas also step on their own copies between fetches (Dean et
+    al.'s Algorithm 7.1 client: parameters ← parameters − α·gradient)."""
     lr, n_fetch, n_push, offsets = 0.02, 2, 3, [0, 1, 2]
     tx = optlab.sgd(lr) if server == "sgd" else optlab.adagrad(lr)
     theta, copies, acc, v, want = THETA0.copy(), np.tile(THETA0, (R, 1)), np.zeros((R, D)), \
         np.full(D, 0.1), []
     for t in range(STEPS):
-        acc = acc + np.stack([grad(r, copies[r]) for r in range(R)])
+        g = np.stack([grad(r, copies[r]) for r in range(R)])
+        acc = acc + g
+        if local_lr is not None:
+            copies = copies - local_lr * g
         for r in range(R):  # replica order (shuffle_arrivals=False)
             if (t + offsets[r] + 1) % n_push == 0:
                 if server == "sgd":
@@ -152,8 +158,9 @@ def test_downpour_applies_pushes_as_they_arrive(server):
             if (t + offsets[r] + 1) % n_fetch == 0:
                 copies[r] = theta
         want.append(theta)
+    local = None if local_lr is None else optlab.sgd(local_lr)
     got = run(parallel.downpour(tx, R, n_fetch=n_fetch, n_push=n_push, offsets=offsets,
-                                shuffle_arrivals=False))
+                                shuffle_arrivals=False, local=local))
     assert_path(got, want)
 
 

@@ -54,6 +54,11 @@ def test_mean_std_is_the_sample_std_and_fmt_pm_says_one_run():
     assert m == 2.0 and s == pytest.approx(1.0)
     assert reproduce.fmt_pm([0.5, 0.7], scale=100) == "60.0 ± 14.1"
     assert reproduce.fmt_pm([0.5], scale=100) == "50.0 (1 run)"
+    # diverged (not finite) runs are counted, never passed off as fewer runs
+    nan = float("nan")
+    assert reproduce.fmt_pm([0.5, nan, nan]) == "0.5 (1 of 3 runs finite)"
+    assert reproduce.fmt_pm([0.5, 0.7, nan], 100) == "60.0 ± 14.1 (2 of 3 runs finite)"
+    assert reproduce.fmt_pm([nan] * 5) == "nan (5 runs, none finite)"
 
 
 def test_cached_computes_once_per_configuration(tmp_path):
