@@ -105,6 +105,7 @@ def main(argv=None) -> int:
                                    num_processes=args.num_processes,
                                    process_id=args.process_id)
     import jax.numpy as jnp
+    import numpy as np
     from flax import nnx
     from jax.sharding import NamedSharding
     from jax.sharding import PartitionSpec as P
@@ -119,8 +120,9 @@ def main(argv=None) -> int:
     data = load_dataset("mnist1d")
     graph, params, rest = nnx.split(resolve_model("mlp", data)(nnx.Rngs(0)), nnx.Param, ...)
     n_params = sum(x.size for x in jax.tree.leaves(params))
-    x = jnp.asarray(data.x_train[: args.steps * R * B].reshape(args.steps, R, B, -1))
-    y = jnp.asarray(data.y_train[: args.steps * R * B].reshape(args.steps, R, B))
+    rows = np.arange(args.steps * R * B) % len(data.y_train)  # passes over the data as needed
+    x = jnp.asarray(data.x_train[rows].reshape(args.steps, R, B, -1))
+    y = jnp.asarray(data.y_train[rows].reshape(args.steps, R, B))
     if mesh is not None:
         x = jax.device_put(x, NamedSharding(mesh, P(None, "replica", "data")))
         y = jax.device_put(y, NamedSharding(mesh, P(None, "replica", "data")))
