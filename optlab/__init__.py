@@ -20,6 +20,7 @@ from optlab import (
     coin_betting,
     covers,
     curvature,
+    fisher,
     kronecker,
     layerwise,
     lipschitz,
@@ -75,6 +76,7 @@ from optlab.curvature import (
     sophia,
 )
 from optlab.factored import factored_ema_of_square
+from optlab.fisher import kfac
 from optlab.kronecker_optimizers import (
     shampoo,
     soap,
@@ -211,8 +213,10 @@ __all__ = [
     "ema_of_cube",
     "ema_of_square",
     "factored_ema_of_square",
+    "fisher",
     "fromage",
     "gradient_noise",
+    "kfac",
     "kronecker",
     "l2_penalty",
     "lamb",

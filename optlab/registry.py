@@ -46,6 +46,7 @@ OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
     "momentum": momentum,
     "lipschitz_sgd": lipschitz_sgd,
     "polyak_sgd": polyak_sgd,
+    "kfac": optlab.kfac,  # reads kfac_stats= (optlab.train supplies them)
 }
 
 # Schedules accepted by name; helpers that return step lists are not schedules.

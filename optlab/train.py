@@ -61,7 +61,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from optlab import lipschitz
+from optlab import fisher, lipschitz
 from optlab._checks import check_int, unknown_name
 
 METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss",
@@ -329,6 +329,10 @@ class _Program:
                 model = nnx.merge(self.graph_train, params, rest, copy=True)
                 extra["activations"] = jax.lax.stop_gradient(
                     lipschitz.penultimate_activations(model, xb))
+            if kfac_fisher is not None:  # K-FAC: layer inputs and output gradients
+                model = nnx.merge(self.graph_train, params, rest, copy=True)
+                extra["kfac_stats"] = fisher.statistics(  # idx[0]: distinct at every step
+                    model, xb, yb, key=jax.random.fold_in(kfac_key, idx[0]), fisher=kfac_fisher)
             updates, new_opt = tx.update(grads, opt_state, params, **extra)
             new_params = optax.apply_updates(params, updates)
             finite = jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grads))
@@ -340,6 +344,8 @@ class _Program:
             return carry, (loss, acc, take)
 
         needs_activations = _needs_activations(run["opt_state"])
+        kfac_fisher = fisher.requested_fisher(run["opt_state"])
+        kfac_key = jax.random.fold_in(key, 0x4B464143)  # label draws of the true Fisher
         carry0 = (run["params"], run["rest"], run["opt_state"], run["active"])
         (params, rest, opt_state, ok), (loss, acc, took) = jax.lax.scan(step, carry0, order,
                                                                    unroll=self.unroll)
@@ -907,7 +913,9 @@ def train(
         optimizer containing ``optlab.lipschitz.scale_by_lipschitz`` (``optlab.lipschitz_sgd``)
         gets ``activations=`` :func:`optlab.lipschitz.penultimate_activations` of the batch
         at every update (an extra forward pass), and a factory whose ``num_classes`` is
-        required and not given gets the data set's.
+        required and not given gets the data set's. K-FAC (``optlab.kfac``, recognised by
+        its factors' state) gets ``kfac_stats=`` :func:`optlab.fisher.statistics` of the
+        batch (an extra forward and backward pass; labels drawn with the run's key).
       hyperparams: name → value or list of values (e.g. ``{"learning_rate": [1e-3, 1e-2]}``).
       seeds: number of seeds (0..n−1) or the seeds themselves; each seed sets the model's
         initialisation and the data order.
