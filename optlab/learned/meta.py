@@ -146,11 +146,14 @@ def es_gradient(loss_fn: Callable[[Any], jax.Array], params: Any, key: jax.Array
     """Antithetic ES estimate of ∇ E_ε[loss(params + σε)]:
     1/(2σK) Σ_k [loss(params + σε_k) − loss(params − σε_k)] ε_k, ε_k ~ N(0, I)."""
     leaves, treedef = jax.tree.flatten(params)
-    keys = jax.random.split(key, len(leaves))
+    sizes = [x.size for x in leaves]
+    offsets = np.cumsum([0, *sizes])
+    dtype = jnp.result_type(*leaves)
 
-    def noise(k):
-        return [jax.random.normal(jax.random.fold_in(kk, k), x.shape, x.dtype)
-                for kk, x in zip(keys, leaves, strict=True)]
+    def noise(k):  # one draw for all leaves (one random op to compile, not one per leaf)
+        flat = jax.random.normal(jax.random.fold_in(key, k), (int(offsets[-1]),), dtype)
+        return [flat[a:b].reshape(x.shape).astype(x.dtype)
+                for a, b, x in zip(offsets[:-1], offsets[1:], leaves, strict=True)]
 
     def one(k):
         eps = noise(k)
@@ -215,7 +218,7 @@ def meta_step(family: TaskFamily, make_tx: TxFactory, config: MetaConfig,
     k_grad, k_reset, k_next = jax.random.split(state.key, 3)
     loss, grads, inner = meta_gradient(family, make_tx, config, state.meta_params,
                                        state.inner, k_grad)
-    norm = optax.global_norm(grads)
+    norm = optax.tree.norm(grads)
     ok = jnp.isfinite(norm) & jnp.isfinite(loss)
     updates, opt_state = meta_optimizer(config).update(grads, state.opt_state,
                                                        state.meta_params)
