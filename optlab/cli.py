@@ -46,6 +46,7 @@ import numpy as np
 
 from optlab import registry
 from optlab._checks import unknown_name
+from optlab.learned import cli as learned_cli
 
 DEFAULT_OPTIMIZERS = "sgd,momentum,adam,amsgrad,adamw,powersign,addsign,lion"
 DEFAULT_LRS = "1e-3,3e-3,1e-2,3e-2,1e-1"
@@ -253,7 +254,8 @@ def _writable(text: str | None) -> Path | None:
     return out
 
 
-_KINDS = {"train": "a training run", "compare": "a comparison", "reproduce": "an experiment"}
+_KINDS = {"train": "a training run", "compare": "a comparison", "reproduce": "an experiment",
+          "meta-train": "a meta-training run"}
 
 
 def _claim(out: Path | None, kind: str, config: dict[str, Any]) -> None:
@@ -333,7 +335,9 @@ def _spec(name: str, names: Sequence[str], args, lrs: list[float], total_steps: 
     """Parses and checks ``--opt-arg`` / ``--grid`` for optimizer ``name``; builds it at every
     grid point, so a bad value fails here, before any training. An optimizer that reads the
     number of classes (``lipschitz_sgd``) gets the data set's ``num_classes``."""
-    fn = registry.optimizer(name)
+    fn = _optimizer_fn(name)
+    if learned_cli.is_learned(name):  # used as meta-trained: its learning rate is 1
+        lrs = [1.0]
     if "num_classes" in registry.parameters(fn):
         if num_classes is None:
             raise CLIError(f"{names_flag}: {name} needs a classification data set (it reads the "
@@ -349,7 +353,7 @@ def _spec(name: str, names: Sequence[str], args, lrs: list[float], total_steps: 
             hint = ""
             if len(names) > 1:
                 key = next(k for k in options if k not in registry.parameters(fn))
-                takes = [n for n in names if key in registry.parameters(registry.optimizer(n))]
+                takes = [n for n in names if key in registry.parameters(_optimizer_fn(n))]
                 hint = (f"; to pass an option to one optimizer only, write {flag} "
                         f"OPTIMIZER.{key}=..., e.g. {flag} {(takes or names)[0]}.{key}="
                         f"{options[key]}")
@@ -470,6 +474,13 @@ def _program_spec(args, lrs: list[float]) -> _Spec:
     return _Spec("program", opt_args, {}, static, {"learning_rate": list(lrs)}, program=text)
 
 
+def _optimizer_fn(name: str):
+    """A registered optimizer, or a saved learned one (``learned:PATH``)."""
+    if learned_cli.is_learned(name):
+        return learned_cli.optimizer_fn(name)
+    return registry.optimizer(name)
+
+
 def _factory(spec: _Spec):
     import functools
 
@@ -480,7 +491,7 @@ def _factory(spec: _Spec):
         optimizer = functools.partial(compile_program, spec.program, **kwargs)
         optimizer.__name__ = "program"  # type: ignore[attr-defined]
         return optimizer
-    optimizer = functools.partial(registry.optimizer(spec.name), **spec.static)
+    optimizer = functools.partial(_optimizer_fn(spec.name), **spec.static)
     optimizer.__name__ = spec.name  # type: ignore[attr-defined]
     return optimizer
 
@@ -735,8 +746,8 @@ def cmd_train(args) -> int:
     if args.program is not None:
         opt = ["program"]
     else:
-        opt = _names(args.optimizer or "adam", list(registry.OPTIMIZERS), "--optimizer",
-                     "optimizer")
+        opt = _names(args.optimizer or "adam", [*registry.OPTIMIZERS, *learned_cli.learned_names(
+            args.optimizer or "", "--optimizer")], "--optimizer", "optimizer")
         if len(opt) != 1:
             raise CLIError("--optimizer takes one name; use `optlab compare` for several")
     task = args.task.strip().lower()
@@ -874,7 +885,8 @@ def _write_table(out: Path, rows: list[dict], meta: dict) -> None:
 
 
 def cmd_compare(args) -> int:
-    names = _names(args.optimizers, list(registry.OPTIMIZERS), "--optimizers", "optimizer")
+    names = _names(args.optimizers, [*registry.OPTIMIZERS, *learned_cli.learned_names(
+        args.optimizers, "--optimizers")], "--optimizers", "optimizer")
     kind, tasks = _tasks(args.task)
     _resolve_flags(args, kind)
     if kind == "problems":
@@ -1035,7 +1047,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "seeds (one compiled program).")
     p.add_argument("--task", default="mnist1d",
                    help="data set, see `optlab list` (default: mnist1d)")
-    p.add_argument("--optimizer", default=None, help="optimizer (default: adam)")
+    p.add_argument("--optimizer", default=None, help="optimizer, or learned:DIR for one "
+                   "saved by `optlab meta-train` (default: adam)")
     p.add_argument("--program", default=None, metavar="FORMULA",
                    help="instead of --optimizer: a formula of the optimizer-search language, "
                    "e.g. \"exp(sign(g) * sign(m)) * g\" (PowerSign); --opt-arg then sets "
@@ -1049,6 +1062,7 @@ def build_parser() -> argparse.ArgumentParser:
     from optlab.search.cli import add_parser as add_search_parser
 
     add_search_parser(sub, _int_at_least, _lrs)
+    learned_cli.add_parser(sub, _int_at_least)
     p = sub.add_parser("compare", help="compare optimizers at their best learning rate",
                        description="Compares optimizers at their best learning rate, on one "
                        "data set or on one or more synthetic problems.")
@@ -1056,7 +1070,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one data set, or comma-separated synthetic problems such as "
                    "rosenbrock,beale; see `optlab list` (default: mnist1d)")
     p.add_argument("--optimizers", default=DEFAULT_OPTIMIZERS,
-                   help="comma-separated optimizers, each once (default: "
+                   help="comma-separated optimizers, each once; learned:DIR names one "
+                   "saved by `optlab meta-train` (default: "
                    f"{', '.join(DEFAULT_OPTIMIZERS.split(','))})")
     _add_training_flags(p, None, compare=True)
     p.add_argument("--steps", type=_int_at_least(1), default=None, metavar="N",

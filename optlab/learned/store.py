@@ -48,6 +48,17 @@ OPTIMIZERS = {
 }
 
 
+@dataclass(frozen=True)
+class Factory:
+    """``meta_params -> transform`` of learned optimizer ``name`` with options ``run``."""
+
+    name: str
+    run: tuple[tuple[str, Any], ...]
+
+    def __call__(self, meta_params: Any) -> optax.GradientTransformation:
+        return OPTIMIZERS[self.name].build(meta_params, **dict(self.run))
+
+
 @dataclass
 class Learned:
     """A learned optimizer: its name, options and meta-parameters φ."""
@@ -65,15 +76,11 @@ class Learned:
         arch = {k: options[k] for k in kind.arch}
         return cls(name, kind.init(key, **arch), options)
 
-    def factory(self) -> Callable[[Any], optax.GradientTransformation]:
-        """``meta_params -> transform`` with this optimizer's run options fixed."""
+    def factory(self) -> Factory:
+        """``meta_params -> transform`` with this optimizer's run options fixed (hashable by
+        value, so jitted meta-training compiles once per configuration in a process)."""
         kind = OPTIMIZERS[self.name]
-        run = {k: self.options[k] for k in kind.run}
-
-        def make(meta_params: Any) -> optax.GradientTransformation:
-            return kind.build(meta_params, **run)
-
-        return make
+        return Factory(self.name, tuple((k, self.options[k]) for k in kind.run))
 
     def optimizer(self, learning_rate: float = 1.0) -> optax.GradientTransformation:
         """The transform with φ = ``meta_params``; ``learning_rate`` multiplies its output

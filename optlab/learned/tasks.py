@@ -14,6 +14,7 @@ parameters, and gives the training loss seen at one inner step. Two families:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +51,7 @@ class TaskFamily:
     accuracy: Callable[[Any, jax.Array, jax.Array], jax.Array] | None = None
 
 
+@functools.lru_cache(maxsize=8)  # one object per setting: jitted code is reused
 def quadratic_family(dim: int = 10, init_std: float = 0.01) -> TaskFamily:
     """f(θ) = ‖Wθ − y‖², W ∈ R^{d×d} and y ∈ R^d i.i.d. N(0, 1); θ₀ ~ N(0, init_std²)."""
 
