@@ -344,3 +344,32 @@ def test_layer_names_of_optlab_models():
     assert names == {"mlp": ["head", "layers.0", "layers.1"],
                      "cnn1d": ["convs.0", "convs.1", "convs.2", "head"],
                      "convnet": ["convs.0", "convs.1", "head"]}
+
+
+def test_injected_hyperparameters_and_no_recompilation():
+    """optax.inject_hyperparams (traced λ, η, k, ...) works, and the state keeps its types:
+    one compilation for several steps."""
+    params = {"dense": {"kernel": jnp.ones((2, 3)), "bias": jnp.ones(3)}, "scale": jnp.ones(3)}
+    stats = _fake_stats(1.0, 1.0, diag={"scale": jnp.ones(3)})
+    tx = optax.inject_hyperparams(optlab.kfac, static_args=("fisher",))(
+        learning_rate=0.1, damping=1e-3, momentum=0.9, inverse_every=2, max_norm=None)
+    state, step = tx.init(params), jax.jit(tx.update)
+    for _ in range(3):
+        u, state = step(params, state, params, kfac_stats=stats)
+    assert step._cache_size() == 1
+    np.testing.assert_allclose(u["scale"], -0.1 * (1 + 0.9 + 0.81) / (1 + 1e-3), rtol=1e-5)
+
+
+def test_max_norm_caps_the_step_in_the_fisher_norm():
+    """The step's squared norm in the approximate Fisher, uᵀF̂u = ⟨u, g⟩²/gᵀF̂⁻¹g, is capped
+    at c²; below the cap the step is unchanged."""
+    params = {"dense": {"kernel": jnp.ones((2, 3)), "bias": jnp.ones(3)}}
+    stats = _fake_stats(1.0, 1.0)
+    for scale, c in ((10.0, 0.5), (0.01, 0.5)):
+        grads = jax.tree.map(lambda p, s=scale: s * p, params)
+        tx = optlab.fisher.scale_by_kfac(1e-4, max_norm=c)
+        u, _ = tx.update(grads, tx.init(params), params, kfac_stats=stats)
+        inner = float(sum(jnp.vdot(a, b) for a, b in zip(jax.tree.leaves(u),
+                                                         jax.tree.leaves(grads), strict=True)))
+        free = scale**2 * 9 / (1 + 1e-2) ** 2
+        np.testing.assert_allclose(inner**2 / free, min(free, c**2), rtol=1e-4)
