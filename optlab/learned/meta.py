@@ -309,9 +309,9 @@ def meta_train(family: TaskFamily, make_tx: TxFactory, meta_params: Any,
                       time.perf_counter() - start, state)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 3))
-def _curves(family: TaskFamily, tx: optax.GradientTransformation, keys: jax.Array,
-            steps: int) -> tuple[jax.Array, Any]:
+def curves(family: TaskFamily, tx: optax.GradientTransformation, keys: jax.Array,
+           steps: int) -> tuple[jax.Array, Any]:
+    """Unjitted :func:`evaluate` (to vmap or jit it with other arguments traced)."""
     def one(key):
         k_task, k_init, k_data = jax.random.split(key, 3)
         task = family.sample(k_task)
@@ -319,8 +319,8 @@ def _curves(family: TaskFamily, tx: optax.GradientTransformation, keys: jax.Arra
 
         def step(carry, t):
             params, opt_state = carry
-            loss = family.eval_loss(params, task)
-            grads = jax.grad(family.loss)(params, task, jax.random.fold_in(k_data, t))
+            loss, grads = jax.value_and_grad(family.loss)(params, task,
+                                                          jax.random.fold_in(k_data, t))
             updates, opt_state = tx.update(grads, opt_state, params)
             return (optax.apply_updates(params, updates), opt_state), loss
 
@@ -331,11 +331,15 @@ def _curves(family: TaskFamily, tx: optax.GradientTransformation, keys: jax.Arra
     return jax.vmap(one)(keys)
 
 
+_curves = jax.jit(curves, static_argnums=(0, 1, 3))
+
+
 def evaluate(family: TaskFamily, tx: optax.GradientTransformation, keys: jax.Array,
              steps: int) -> tuple[np.ndarray, Any]:
     """Trains one task per key (``jax.random.PRNGKey`` array, one row each) with ``tx`` for
-    ``steps`` steps: the full training loss of each task before every step and after the
-    last, ``(tasks, steps + 1)``, and the final params (stacked). Tasks for the same key are
-    the same whatever ``tx`` is, so optimizers are compared on identical tasks."""
+    ``steps`` steps: the training loss each step saw (its mini-batch's) and, last, the full
+    training loss after the last step, ``(tasks, steps + 1)``; and the final params
+    (stacked). Tasks and mini-batches for the same key are the same whatever ``tx`` is, so
+    optimizers are compared on identical tasks."""
     losses, params = _curves(family, tx, jnp.asarray(keys), steps)
     return np.asarray(losses), params
