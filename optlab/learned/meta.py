@@ -194,6 +194,7 @@ def meta_optimizer(config: MetaConfig) -> optax.GradientTransformation:
     return optax.chain(optax.clip_by_global_norm(config.clip), optax.adam(config.meta_lr))
 
 
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
 def init_meta_state(family: TaskFamily, make_tx: TxFactory, config: MetaConfig,
                     meta_params: Any, key: jax.Array) -> MetaState:
     """The state before the first meta-step (``key``: a ``jax.random.PRNGKey``)."""
