@@ -218,7 +218,7 @@ def cmd_meta_train(args) -> int:
                                              "grad_norm": result.grad_norm.tolist(),
                                              "meta_steps": done})
     print(f"meta-loss: first {result.meta_loss[:10].mean():.4g}, last "
-          f"{result.meta_loss[-10:].mean():.4g} (means of 10 meta-steps); wall time "
+          f"{result.meta_loss[-10:].mean():.4g} (means of up to 10 meta-steps); wall time "
           f"{result.wall_time:.1f} s")
     print(f"wrote {out}; use it with `optlab train --optimizer {PREFIX}{out}`")
     return 0
