@@ -223,8 +223,8 @@ def test_meta_training_beats_initialisation_on_held_out_quadratics():
     config = learned.MetaConfig(unroll=20, horizon=100, tasks=4, meta_lr=3e-3)
     result = learned.meta_train(family, make, opt.meta_params, config, 150, save_every=150)
     keys = jax.random.split(jax.random.PRNGKey(123), 64)  # tasks never seen in training
-    before, _ = learned.evaluate(family, make(opt.meta_params), keys, 100)
-    after, _ = learned.evaluate(family, make(result.meta_params), keys, 100)
+    before, _ = meta.evaluate_learned(family, make, opt.meta_params, keys, 100)
+    after, _ = meta.evaluate_learned(family, make, result.meta_params, keys, 100)
     assert after.mean() < 0.5 * before.mean()
     assert np.median(after[:, -1]) < np.median(before[:, -1])
     assert result.meta_loss.shape == (150,) and np.all(np.isfinite(result.meta_loss))

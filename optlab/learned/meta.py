@@ -344,3 +344,17 @@ def evaluate(family: TaskFamily, tx: optax.GradientTransformation, keys: jax.Arr
     optimizers are compared on identical tasks."""
     losses, params = _curves(family, tx, jnp.asarray(keys), steps)
     return np.asarray(losses), params
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 4))
+def _learned_curves(family: TaskFamily, make_tx: TxFactory, meta_params: Any, keys: jax.Array,
+                    steps: int) -> tuple[jax.Array, Any]:
+    return curves(family, make_tx(meta_params), keys, steps)
+
+
+def evaluate_learned(family: TaskFamily, make_tx: TxFactory, meta_params: Any,
+                     keys: jax.Array, steps: int) -> tuple[np.ndarray, Any]:
+    """:func:`evaluate` for the optimizer ``make_tx(meta_params)`` with φ traced: one compile
+    for every φ (e.g. before and after meta-training) of a hashable ``make_tx``."""
+    losses, params = _learned_curves(family, make_tx, meta_params, jnp.asarray(keys), steps)
+    return np.asarray(losses), params
