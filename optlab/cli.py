@@ -330,6 +330,13 @@ def _scoped(options: dict[str, str], name: str, names: Sequence[str], flag: str,
     return {**plain, **own}
 
 
+def _reads_layers(fn: Any) -> bool:
+    """Whether the optimizer is K-FAC, which needs the model's layer statistics."""
+    from optlab.fisher import kfac
+
+    return getattr(fn, "func", fn) is kfac
+
+
 def _spec(name: str, names: Sequence[str], args, lrs: list[float], total_steps: int,
           names_flag: str, num_classes: int | None = None) -> _Spec:
     """Parses and checks ``--opt-arg`` / ``--grid`` for optimizer ``name``; builds it at every
@@ -338,6 +345,9 @@ def _spec(name: str, names: Sequence[str], args, lrs: list[float], total_steps: 
     fn = _optimizer_fn(name)
     if learned_cli.is_learned(name):  # used as meta-trained: its learning rate is 1
         lrs = [1.0]
+    if num_classes is None and _reads_layers(fn):
+        raise CLIError(f"{names_flag}: {name} needs a data set and its model (K-FAC reads the "
+                       "layers' inputs and output gradients), not a synthetic problem")
     if "num_classes" in registry.parameters(fn):
         if num_classes is None:
             raise CLIError(f"{names_flag}: {name} needs a classification data set (it reads the "
@@ -765,6 +775,10 @@ def cmd_train(args) -> int:
 
     rank = parallel_cli.distributed(args, refuse)
     args.replicated = parallel_cli.replicas(args, refuse)
+    if args.replicated is not None and args.program is None and \
+            _reads_layers(_optimizer_fn(opt[0])):
+        raise CLIError(f"--parallel: {opt[0]} is not supported with replicas (replica training "
+                       "does not compute K-FAC's layer statistics); train it without --parallel")
     # Every process saves its part of the checkpoints (orbax; one folder all of them reach);
     # process 0 alone checks --out and writes the results of a multi-process run.
     checkpoints = None if args.out is None else Path(args.out).expanduser() / "checkpoints"

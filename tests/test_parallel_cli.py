@@ -22,6 +22,8 @@ from optlab import cli
      "--replicas 8 x --batch-size 1024"),
     (["--parallel", "majority_vote", "--replicas", "4", "--adversaries", "4"],
      "adversaries must be in [0, replicas - 1 = 3]"),
+    (["--parallel", "data_parallel", "--optimizer", "kfac"],
+     "kfac is not supported with replicas"),
 ])
 def test_bad_flags_are_refused_before_any_work(argv, expected, capsys, tmp_path):
     out = tmp_path / "run"
@@ -53,3 +55,10 @@ def test_delay_trains_asynchronous_sgd(tmp_path):
                      "--epochs", "1", "--delay", "4", "--out", str(out),
                      "--no-progress"]) == 0
     assert json.loads((out / "results.json").read_text())["config"]["delay"] == 4
+
+
+def test_kfac_on_a_synthetic_problem_is_refused(capsys):
+    """K-FAC reads the model's layer statistics: a synthetic problem has none."""
+    argv = ["compare", "--task", "rosenbrock", "--optimizers", "kfac,adam", "--steps", "5"]
+    assert cli.main(argv) == 2
+    assert "kfac needs a data set and its model" in capsys.readouterr().err
