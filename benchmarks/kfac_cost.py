@@ -24,6 +24,14 @@ full 28 × 28 images (784-256-32-256-784), and a conv net (optlab's ``convnet``:
 → BatchNorm → ReLU → max-pool] → Linear, on digits' 8 × 8 images; BatchNorm's scale and shift
 take K-FAC's diagonal fallback).
 
+BLAS threads: the inverse refresh calls LAPACK (Cholesky, triangular solves) through jaxlib,
+which runs them in SciPy's OpenBLAS. On a machine whose cores are busy with other jobs,
+OpenBLAS's own thread pool made a 101 × 101 triangular solve against the identity take about
+8 ms instead of 0.1 ms (its threads wait for descheduled peers), and made the refresh cost
+vary 15-fold between processes. By default the script therefore limits OpenBLAS to one
+thread (``threadpoolctl``, after a first LAPACK call has loaded it); ``--blas-threads 0``
+leaves the library's default.
+
 Usage::
 
     python benchmarks/kfac_cost.py                 # all models, 15 reps of 5 steps
@@ -272,6 +280,18 @@ def environment() -> str:
             f"optlab {optlab.__version__}")
 
 
+def limit_blas(threads: int) -> Any:
+    """Limits the BLAS thread pools (SciPy's OpenBLAS, which jaxlib's CPU LAPACK calls run
+    in) to ``threads`` after loading them with a first Cholesky; 0: no limit. Returns the
+    ``threadpoolctl`` controller (None without a limit)."""
+    if threads == 0:
+        return None
+    from threadpoolctl import threadpool_limits
+
+    jax.block_until_ready(jax.scipy.linalg.cho_factor(jnp.eye(2)))  # loads LAPACK
+    return threadpool_limits(threads, user_api="blas")
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -285,6 +305,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="steps per timed call, inside one lax.scan (default: 5)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke test: mlp only, 5 reps, 1 warmup call, 5 steps per call")
+    parser.add_argument("--blas-threads", type=int, default=1,
+                        help="threads of the BLAS/LAPACK library (0: its default; default: 1, "
+                        "see the module docstring)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.quick:
@@ -293,17 +316,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     unknown = sorted(set(args.model_list) - set(problems()))
     if unknown:
         parser.error(f"unknown models {unknown}; choose from {list(problems())}")
-    if args.reps < 1 or args.calls < 1 or args.warmup < 1:
-        parser.error("need --reps, --calls and --warmup >= 1")
+    if args.reps < 1 or args.calls < 1 or args.warmup < 1 or args.blas_threads < 0:
+        parser.error("need --reps, --calls and --warmup >= 1, --blas-threads >= 0")
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     start = time.perf_counter()
+    limit = limit_blas(args.blas_threads)
     print(environment())
     print(f"command: {' '.join(['python', *sys.argv])}")
-    print(f"reps={args.reps} warmup={args.warmup} steps per call={args.calls}; medians; "
+    print(f"BLAS threads: {args.blas_threads or 'library default'}; "
+          f"reps={args.reps} warmup={args.warmup} steps per call={args.calls}; medians; "
           f"lr {LEARNING_RATE:g}, damping {DAMPING:g}, momentum 0.9\n")
     results = []
     for name in args.model_list:
@@ -314,6 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("## K-FAC cost per step relative to Adam\n")
     print(table(results))
     print(f"\n(total {time.perf_counter() - start:.1f} s)")
+    del limit
     return 0
 
 

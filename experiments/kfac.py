@@ -47,10 +47,9 @@ measured seconds per iteration × iterations to target. Seconds per iteration ar
 after compilation on the experiment's own ``lax.scan`` loop, one program per tuned optimizer
 (:func:`compiled_run` with ``fixed``: forward, backward, K-FAC's statistics pass, update,
 inverse refreshes amortised over 2 epochs), the fastest of 7 interleaved 2-epoch runs
-(``seconds_per_step``; on this shared machine a K-FAC program's median once came out 8× its
-time in a fresh process — presumably XLA's 2-thread ops waiting for a descheduled thread —
-while Adam's short program was hit less: the minimum is the least disturbed estimate). Not
-the training programs' own times, which run every optimizer inside the ``one_of`` switch.
+(``seconds_per_step``; the minimum is the least disturbed by other jobs), with SciPy's
+OpenBLAS limited to one thread (:func:`limit_blas`). Not the training programs' own times,
+which run every optimizer inside the ``one_of`` switch.
 On a shared 2-core CPU the times are noisy; the ratios matter.
 
 **Checks** (per task, :func:`optlab.reproduce.decide`, > 2 standard errors over seeds; the
@@ -435,7 +434,8 @@ def measure(ctx: Context, task: Task) -> TaskResult:
     ctx.log(f"{task.title}: chosen {({o: table[i][1] for o, i in chosen.items()})}, "
             f"target {target:.4g}")
     hps = {o: table[i][1] for o, i in chosen.items()}
-    seconds = ctx.cached(f"time-{task.name}", {**ident, "chosen": hps, "program": "alone-min"},
+    timing = {**ident, "chosen": hps, "program": "alone-min-blas1"}
+    seconds = ctx.cached(f"time-{task.name}", timing,
                          lambda: seconds_per_step(task, data, hps, reps=2 if ctx.quick else 7))
     result = TaskResult(task, per_epoch, table, losses, chosen, target, seconds, test)
     for opt in OPTIMIZERS:
@@ -539,13 +539,12 @@ def summarize(results: list[TaskResult], checks: dict[str, bool | None], quick: 
         + "\n\nChecks (K-FAC < ½ the iterations, and less wall time, than each, by > 2 "
         "standard errors over seeds in log₂; thresholds fixed before the first full run): "
         + "; ".join(f"{k}: {words[v]}" for k, v in checks.items()) + "."
-        + "\n\nCaveat on the times: on this shared 2-core machine the same K-FAC program for "
-        "MNIST-1D ran at either about 1 ms or about 10 ms per iteration depending on the "
-        "process (bimodal across 10 fresh processes, also with XLA's Eigen multi-threading "
-        "off; Adam 0.3–0.5 ms throughout); this run's MNIST-1D K-FAC time is the slow mode, "
-        "so its wall-time parts are unreliable (at 1 ms K-FAC would need about 0.7 s vs "
-        "Adam's 0.5 s: still slower). `benchmarks/kfac_cost.py` measures the cost per step "
-        "in isolation (benchmarks/RESULTS.md)."
+        + "\n\nThe times are taken with SciPy's OpenBLAS (jaxlib's CPU LAPACK: K-FAC's "
+        "Cholesky factorisations and solves) limited to one thread: with its default threads "
+        "on these 2 busy cores a 101 × 101 triangular solve took about 8 ms instead of "
+        "0.1 ms, and the same MNIST-1D K-FAC program ran at 1 or 10 ms per iteration "
+        "depending on the process. The training runs (seeds, losses) are those of the first "
+        "full run, taken with the default threads (not redone)."
         + "\n\nExploratory, added after the first full run and not part of the checks: "
         "iterations (mean over seeds, epoch resolution, censored at the budget) to easier "
         "targets, tuned Adam's mean training loss after a fraction f of its budget:\n\n"
@@ -590,8 +589,22 @@ def _figure(ctx: Context, results: list[TaskResult]) -> None:
     ctx.save_figure(fig, "kfac_training_loss")
 
 
+def limit_blas() -> Any:
+    """One thread for SciPy's OpenBLAS, which runs jaxlib's CPU LAPACK calls (K-FAC's
+    Cholesky factorisations and triangular solves), loaded by a first Cholesky: with its
+    default threads on these 2 busy cores a 101 × 101 solve against the identity took about
+    8 ms instead of 0.1 ms, so a K-FAC iteration on MNIST-1D took 1 or 10 ms depending on the
+    process (``benchmarks/kfac_cost.py``). Returns the ``threadpoolctl`` controller."""
+    from threadpoolctl import threadpool_limits
+
+    jax.block_until_ready(jax.scipy.linalg.cho_factor(jnp.eye(2)))
+    return threadpool_limits(1, user_api="blas")
+
+
 def run(ctx: Context) -> Outcome:
+    limit = limit_blas()
     results = [measure(ctx, task) for task in tasks(ctx.quick)]
+    del limit
     _figure(ctx, results)
     checks: dict[str, bool | None] = {}
     for r in results:
