@@ -44,6 +44,10 @@ from step_time import EXTRA_ARGS, OPTIMIZERS, REFERENCE, extra_args
 
 import optlab
 
+# XLA's persistent compilation cache (JAX_COMPILATION_CACHE_DIR, set by the test session)
+# would turn the compiles measured here into cache loads.
+jax.config.update("jax_enable_compilation_cache", False)
+
 DEFAULT_OPTIMIZERS = ("adam", "adamw", "amsgrad", "nadam")
 # CPU time of the process (all of XLA's threads) is what compiling costs; unlike wall time it
 # barely moves when other processes share the cores. --clock wall measures wall time instead.
