@@ -45,7 +45,6 @@ import argparse
 import functools
 import itertools
 import os
-import platform
 import random
 import statistics
 import sys
@@ -58,6 +57,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import step_time
 from flax import nnx
 
 import optlab
@@ -267,17 +267,9 @@ def table(results: Sequence[Result]) -> str:
 
 
 def environment() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            models = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")]
-        cpu = f"{models[0]} × {len(models)} logical cores" if models else cpu
-    except OSError:
-        pass
+    """step_time's description of the machine and versions, with the load average."""
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
-    return (f"CPU: {cpu}; load average {load}; devices: "
-            f"{', '.join(str(d) for d in jax.devices())}; jax {jax.__version__}, "
-            f"optlab {optlab.__version__}")
+    return f"{step_time.environment()}; load average {load}"
 
 
 def limit_blas(threads: int) -> Any:
