@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import itertools
 import os
 import random
 import statistics
@@ -55,13 +54,12 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 import step_time
 from flax import nnx
 
 import optlab
-from optlab.tasks.models import make_model, param_count
+from optlab.tasks.models import Autoencoder, make_model, param_count
 
 NEVER = 2**30  # an inverse_every no run reaches: no refresh after the first step
 EVERY = (1, 10, 100)
@@ -71,24 +69,6 @@ LEARNING_RATE, DAMPING = 1e-3, 1e-2
 # ------------------------------------------------------------------------------------------
 # Models
 # ------------------------------------------------------------------------------------------
-
-
-class Autoencoder(nnx.Module):
-    """Dense autoencoder: tanh hidden layers, a linear code (the narrowest), sigmoid outputs
-    (as in ``experiments/kfac.py``)."""
-
-    def __init__(self, sizes: tuple[int, ...], *, rngs: nnx.Rngs):
-        self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs)
-                                for a, b in itertools.pairwise(sizes)])
-        self.code = int(np.argmin(sizes[1:-1]))
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        h = x.reshape(x.shape[0], -1)
-        for i, layer in enumerate(self.layers):
-            h = layer(h)
-            if i < len(self.layers) - 1 and i != self.code:
-                h = jnp.tanh(h)
-        return jax.nn.sigmoid(h)
 
 
 @dataclass(frozen=True)

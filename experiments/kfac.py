@@ -80,7 +80,7 @@ import optlab
 from optlab import reproduce
 from optlab.reproduce import Context, Experiment, Outcome, fmt_pm, markdown_table, mean_std
 from optlab.tasks import load_dataset
-from optlab.tasks.models import make_model
+from optlab.tasks.models import Autoencoder, make_model
 from optlab.train import classification_loss, train
 
 OPTIMIZERS = ("Adam", "SGD momentum", "K-FAC")
@@ -172,25 +172,6 @@ def switched(setting: Any, *, table: tuple[tuple[str, dict[str, float]], ...]
 # ------------------------------------------------------------------------------------------
 # The autoencoder and its training loop
 # ------------------------------------------------------------------------------------------
-
-
-class Autoencoder(nnx.Module):
-    """Dense autoencoder: tanh hidden layers, a linear code layer (the narrowest), sigmoid
-    outputs (Hinton & Salakhutdinov 2006's shape, scaled down)."""
-
-    def __init__(self, sizes: tuple[int, ...], *, rngs: nnx.Rngs):
-        self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs)
-                                for a, b in itertools.pairwise(sizes)])
-        self.code = int(np.argmin(sizes[1:-1]))
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        h = x.reshape(x.shape[0], -1)
-        last = len(self.layers) - 1
-        for i, layer in enumerate(self.layers):
-            h = layer(h)
-            if i < last and i != self.code:
-                h = jnp.tanh(h)
-        return jax.nn.sigmoid(h)
 
 
 def reconstruction_loss(model: nnx.Module, x: jax.Array, y: jax.Array) -> jax.Array:

@@ -431,3 +431,17 @@ def test_model_options_and_rngs_forms():
     c = make_model("logreg", (40,), 10, rngs=nnx.Rngs(3))
     for m in (b, c):
         np.testing.assert_array_equal(m.head.kernel[...], a.head.kernel[...])
+
+
+def test_autoencoder_shape_code_layer_and_bad_sizes():
+    """Sigmoid outputs of the input's width; the narrowest hidden layer is the linear code."""
+    from optlab.tasks.models import Autoencoder
+
+    model = Autoencoder((12, 6, 3, 6, 12), rngs=nnx.Rngs(0))
+    out = model(jnp.ones((4, 3, 4)))
+    assert out.shape == (4, 12) and bool(jnp.all((out > 0) & (out < 1)))
+    assert model.code == 1
+    with pytest.raises(ValueError, match="at least one hidden"):
+        Autoencoder((12, 12), rngs=nnx.Rngs(0))
+    with pytest.raises(TypeError, match="sizes must be"):
+        Autoencoder(12, rngs=nnx.Rngs(0))

@@ -387,6 +387,32 @@ class WideResNet(_Classifier):
 # Registry
 # ------------------------------------------------------------------------------------------
 
+class Autoencoder(nnx.Module):
+    """Dense autoencoder (Hinton & Salakhutdinov 2006's shape; the classic K-FAC benchmark of
+    Martens & Grosse 2015): ``sizes`` from input to output width, tanh hidden layers, a linear
+    code (the narrowest hidden layer) and sigmoid outputs. Not a classifier, so not in
+    :data:`MODELS`: trained by a reconstruction loss in one's own loop
+    (``experiments/kfac.py``)."""
+
+    def __init__(self, sizes: Sequence[int], *, rngs: nnx.Rngs):
+        sizes = _check_sizes("sizes", sizes)
+        if len(sizes) < 3:
+            raise ValueError(f"sizes needs an input, at least one hidden and an output width, "
+                             f"got {sizes}")
+        self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs)
+                                for a, b in itertools.pairwise(sizes)])
+        self.code = int(np.argmin(sizes[1:-1]))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h = x.reshape(x.shape[0], -1)
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            h = layer(h)
+            if i < last and i != self.code:
+                h = jnp.tanh(h)
+        return jax.nn.sigmoid(h)
+
+
 MODELS: dict[str, tuple[type[nnx.Module], str]] = {
     "logreg": (LogisticRegression, "logistic regression: flatten → Linear"),
     "mlp": (MLP, "MNIST-1D MLP: 2 hidden ReLU layers of 100, the second residual"),
