@@ -129,7 +129,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--grid", type=int, default=8, help="K runs in the grid comparison")
+    parser.add_argument("--sections", default="1,2",
+                        help="comma-separated sections to run: 1 loop, 2 grid (default: 1,2)")
     args = parser.parse_args()
+    sections = {s.strip() for s in args.sections.split(",") if s.strip()}
+    if not sections or not sections <= {"1", "2"}:
+        parser.error(f"--sections: expected a comma-separated subset of 1,2, got "
+                     f"{args.sections!r}")
     if args.quick:
         args.epochs, args.grid = 2, 2
         args.models = "mlp" if args.models == parser.get_default("models") else args.models
@@ -143,6 +149,13 @@ def main() -> None:
           f"{steps} steps/epoch, {args.epochs} epochs, device {device}")
     lrs = list(np.geomspace(1e-4, 1e-2, args.grid))
 
+    if "1" in sections:
+        loop_section(data, args, lrs, steps)
+    if "2" in sections:
+        grid_section(data, args, lrs, steps)
+
+
+def loop_section(data, args, lrs, steps) -> None:
     print("\n## 1. loop: steps/s after the first epoch (per-epoch eval included)")
     print("| model | optlab.train scan | per-step jax.jit split/merge | per-step nnx.jit "
           "nnx.Optimizer | scan / nnx.jit | scan / jax.jit | compile s (scan) | images/s (scan) |")
@@ -161,6 +174,8 @@ def main() -> None:
                   f"{scan / fs:.2f} | {r.compile_time:.2f} | {scan * args.batch_size:.0f} |",
                   flush=True)
 
+
+def grid_section(data, args, lrs, steps) -> None:
     print(f"\n## 2. grid of K = {args.grid} learning rates: one program (runs mapped, or "
           "vmapped) vs K train calls")
     print("| model | grid | grid wall s | sequential wall s | speed-up (wall) | grid s/epoch | "
