@@ -122,9 +122,11 @@ def loss_fn(problem: Problem, model: nnx.Module, x: jax.Array, y: jax.Array) -> 
 
 
 def make_step(problem: Problem, kfac: bool, calls: int) -> tuple[Callable, Any]:
-    """A compiled function running ``calls`` training steps on one batch (``lax.scan``),
-    ``carry -> carry`` (donated; K-FAC's takes its refresh interval as a second argument),
-    and a function making a fresh carry."""
+    """A function running ``calls`` training steps on one batch (``lax.scan``), ``(carry,
+    every) -> carry`` (the carry donated; ``every`` is K-FAC's refresh interval), and a
+    function making a fresh carry. The batch is an argument of the compiled program, not a
+    constant: as a constant, XLA folds the statistics that depend on it alone (the first
+    layer's input factor) into the executable at compile time."""
     graphdef, params, rest = nnx.split(problem.model(), nnx.Param, ...)
     x, y = problem.batch()
 
@@ -134,7 +136,7 @@ def make_step(problem: Problem, kfac: bool, calls: int) -> tuple[Callable, Any]:
                                inverse_every=every)
         return optlab.adam(LEARNING_RATE)
 
-    def step(carry, t, every):
+    def step(carry, t, every, x, y):
         params, rest, state = carry
         tx = tx_of(every)
 
@@ -152,16 +154,17 @@ def make_step(problem: Problem, kfac: bool, calls: int) -> tuple[Callable, Any]:
         updates, state = tx.update(grads, state, params, **extra)
         return (optax.apply_updates(params, updates), new_rest, state), None
 
-    def run(carry, every):
-        return jax.lax.scan(functools.partial(step, every=every), carry, jnp.arange(calls))[0]
+    def run(carry, every, x, y):
+        body = functools.partial(step, every=every, x=x, y=y)
+        return jax.lax.scan(body, carry, jnp.arange(calls))[0]
 
     def fresh() -> Any:
         copy = jax.tree.map(lambda a: jnp.array(a, copy=True), (params, rest))
         return (*copy, tx_of(NEVER).init(params))
 
     every = jnp.int32(NEVER)
-    compiled = jax.jit(run, donate_argnums=0).lower(fresh(), every).compile()
-    return compiled, fresh
+    compiled = jax.jit(run, donate_argnums=0).lower(fresh(), every, x, y).compile()
+    return (lambda carry, every: compiled(carry, every, x, y)), fresh
 
 
 @dataclass
