@@ -21,11 +21,41 @@ kf = sys.modules["optlab_experiments.kfac"]
 def test_settings_cover_every_grid_point():
     task = kf.tasks(quick=False)[0]
     table = task.settings()
-    assert [o for o, _ in table] == ["Adam"] * 3 + ["SGD momentum"] * 3 + ["K-FAC"] * 6
+    assert [o for o, _ in table] == ["Adam"] * 4 + ["SGD momentum"] * 3 + ["K-FAC"] * 12
     kfac = [hp for o, hp in table if o == "K-FAC"]
     assert {(hp["learning_rate"], hp["damping"]) for hp in kfac} == {
-        (lr, d) for lr in kf.CLASSIFIER_GRIDS["K-FAC"]["learning_rate"]
-        for d in kf.CLASSIFIER_GRIDS["K-FAC"]["damping"]}
+        (lr, d) for lr in kf.MNIST1D_GRIDS["K-FAC"]["learning_rate"]
+        for d in kf.MNIST1D_GRIDS["K-FAC"]["damping"]}
+
+
+def test_widened_grids_keep_the_first_runs_points():
+    """The grids widened after the first full run contain every point of the first run's."""
+    first = {"classifier": {"Adam": {"learning_rate": (1e-3, 3e-3, 1e-2)},
+                            "SGD momentum": {"learning_rate": (0.03, 0.1, 0.3)},
+                            "K-FAC": {"learning_rate": (0.01, 0.03, 0.1),
+                                      "damping": (1e-3, 1e-2)}},
+             "ae": {"Adam": {"learning_rate": (3e-3, 1e-2, 3e-2)},
+                    "SGD momentum": {"learning_rate": (1e-2, 3e-2, 1e-1)},
+                    "K-FAC": {"learning_rate": (0.01, 0.03, 0.1), "damping": (1e-2, 1e-1)}}}
+    for grids, old in ((kf.MNIST1D_GRIDS, first["classifier"]),
+                       (kf.DIGITS_GRIDS, first["classifier"]), (kf.AE_GRIDS, first["ae"])):
+        for opt, hps in old.items():
+            for name, values in hps.items():
+                assert set(values) <= set(grids[opt][name]), (opt, name)
+                assert len(grids[opt][name]) <= len(values) + 1  # one point more at most
+
+
+def test_big_autoencoder_takes_the_196_choices():
+    task = kf.tasks(quick=False)[-1]
+    table = task.settings()
+    chosen = {"Adam": 1, "SGD momentum": 5,
+              "K-FAC": next(i for i, (o, _) in enumerate(table) if o == "K-FAC")}
+    r = kf.TaskResult(task, 14, table, np.ones((len(table), 3, task.epochs)), chosen, 1.0,
+                      {o: 1e-3 for o in kf.OPTIMIZERS})
+    big = kf.big_autoencoder(r)
+    assert big.autoencoder == kf.BIG_AE_SIZES and not big.downsampled
+    assert (big.epochs, big.batch, big.dataset) == (task.epochs, task.batch, task.dataset)
+    assert big.settings() == [table[chosen[o]] for o in kf.OPTIMIZERS]
 
 
 def test_switch_runs_the_chosen_optimizer():
