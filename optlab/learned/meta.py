@@ -273,7 +273,7 @@ def meta_train(family: TaskFamily, make_tx: TxFactory, meta_params: Any,
     the command line's configuration) must match the checkpoint's, else ValueError.
     ``on_chunk(step, state, metrics)`` is called after every chunk (after saving).
     """
-    from optlab.train import _Checkpoints
+    from optlab.checkpoints import _Checkpoints
 
     if steps < 0 or save_every < 1:
         raise ValueError(f"steps must be >= 0 and save_every >= 1, got {steps}, {save_every}")

@@ -112,8 +112,8 @@ def save(path: str | Path, learned: Learned) -> Path:
     """Writes ``learned`` to folder ``path`` (created): ``learned.json`` and the orbax
     checkpoint ``meta_params/STEP`` (STEP = ``learned.meta_step``), both atomically. Saving
     again (a later step) keeps the last two steps. Returns the folder."""
+    from optlab.checkpoints import _Checkpoints
     from optlab.io import atomic_write_json
-    from optlab.train import _Checkpoints
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
@@ -140,7 +140,7 @@ def load(path: str | Path) -> Learned:
         name, options = info["optimizer"], resolve_options(info["optimizer"], info["options"])
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ValueError(f"{info_file} is unreadable: {e}") from None
-    from optlab.train import _Checkpoints
+    from optlab.checkpoints import _Checkpoints
 
     kind = OPTIMIZERS[name]
     abstract = jax.eval_shape(lambda: kind.init(jax.random.PRNGKey(0),

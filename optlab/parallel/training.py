@@ -31,7 +31,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from optlab.parallel.method import Parallel, broadcast
-from optlab.train import _Program, classification_loss
+from optlab.run_program import _Program, classification_loss
 
 __all__ = ["ParallelProgram", "Replicas", "parallel_mesh"]
 
@@ -121,7 +121,7 @@ def program(base: _Program, replicas: Replicas, n_train: int, mesh: Mesh | None,
 
 @dataclass(frozen=True)
 class ParallelProgram(_Program):
-    """``train._Program`` with a replica axis: init / epoch / evaluate of one run."""
+    """``run_program._Program`` with a replica axis: init / epoch / evaluate of one run."""
 
     replicas_spec: Replicas | None = None
     n_replicas: int = 1
