@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,15 @@ def _run_quick(script: str, *args: str) -> str:
     return proc.stdout
 
 
+def _benchmark(name: str):
+    """The module benchmarks/NAME.py (the scripts import each other by plain name)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.pop(0)
+
+
 def test_step_time_quick_mode_runs():
     # with an optimizer that reads extra arguments and one without an optax counterpart
     # (timed against a reference); the matrix optimizers' and lbfgs's slow compiles are left
@@ -29,11 +39,7 @@ def test_step_time_quick_mode_runs():
 def test_state_bytes_at_most_optax_for_every_optimizer():
     """The zoo's state bytes per parameter (eval_shape at 1M params) are at most optax's for
     every optimizer optax also has."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import step_time
-    finally:
-        sys.path.pop(0)
+    step_time = _benchmark("step_time")
     compared = 0
     for name in step_time.OPTIMIZERS:
         ours, theirs = step_time.zoo_state_bytes(name)
@@ -64,11 +70,7 @@ def test_compile_time_quick_mode_runs():
 def test_compile_time_verdict_reads_the_interval():
     """ok when the whole 95 % interval is at or below the target, MISS when it is above,
     undecided when it straddles it."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import compile_time
-    finally:
-        sys.path.pop(0)
+    compile_time = _benchmark("compile_time")
     assert compile_time.verdict(0.90, 1.05) == "ok"
     assert compile_time.verdict(1.06, 1.30) == "MISS"
     assert compile_time.verdict(0.98, 1.10) == "undecided"
