@@ -58,3 +58,19 @@ def test_relu_check_is_adam_beating_the_lstm():
     assert checks["mnist1d relu: the LSTM fails (Adam better)"] is True
     assert checks["mnist1d: beats Adam"] is False
     assert len(table) == 2
+
+
+def test_full_grid_has_the_first_runs_sgd_edge_inside():
+    """SGD's tuned learning rate was the old grid's upper edge (1.0) on MNIST-1D: the full
+    grid now extends beyond it; the quick mode keeps its 2 points."""
+    lrs = exp.settings(quick=False)["lrs"]
+    assert lrs[0] < 1.0 < lrs[-1] and list(lrs) == sorted(lrs)
+    assert exp.settings(quick=True)["lrs"] == (1e-2, 1e-1)
+
+
+def test_late_slopes():
+    """Meta-loss slope over the second half, per 100 meta-steps."""
+    falling = (2.0 - 0.001 * np.arange(200)).tolist()
+    flat = (np.ones(200)).tolist()
+    results = {"mnist1d": {"per_seed": [{"meta_loss": falling}, {"meta_loss": flat}]}}
+    np.testing.assert_allclose(exp._late_slopes(results, "mnist1d"), [-0.1, 0.0], atol=1e-9)
