@@ -122,13 +122,15 @@ def loss_fn(problem: Problem, model: nnx.Module, x: jax.Array, y: jax.Array) -> 
 
 
 def make_step(problem: Problem, kfac: bool, calls: int) -> tuple[Callable, Any]:
-    """A function running ``calls`` training steps on one batch (``lax.scan``), ``(carry,
-    every) -> carry`` (the carry donated; ``every`` is K-FAC's refresh interval), and a
-    function making a fresh carry. The batch is an argument of the compiled program, not a
-    constant: as a constant, XLA folds the statistics that depend on it alone (the first
-    layer's input factor) into the executable at compile time."""
+    """A function running ``calls`` training steps (``lax.scan``), ``(carry, every) ->
+    carry`` (the carry donated; ``every`` is K-FAC's refresh interval), and a function making
+    a fresh carry. Each step reads its own batch, scanned over as an argument of the compiled
+    program: a constant batch lets XLA fold the statistics that depend on it alone (the first
+    layer's input factor) into the executable at compile time, and one batch for all steps
+    lets it hoist them out of the loop; either way they would not be timed."""
     graphdef, params, rest = nnx.split(problem.model(), nnx.Param, ...)
-    x, y = problem.batch()
+    batches = [problem.batch(seed) for seed in range(calls)]
+    xs, ys = (jnp.stack(parts) for parts in zip(*batches, strict=True))
 
     def tx_of(every: Any) -> optax.GradientTransformation:
         if kfac:
@@ -136,7 +138,8 @@ def make_step(problem: Problem, kfac: bool, calls: int) -> tuple[Callable, Any]:
                                inverse_every=every)
         return optlab.adam(LEARNING_RATE)
 
-    def step(carry, t, every, x, y):
+    def step(carry, batch, every):
+        t, x, y = batch
         params, rest, state = carry
         tx = tx_of(every)
 
@@ -154,17 +157,17 @@ def make_step(problem: Problem, kfac: bool, calls: int) -> tuple[Callable, Any]:
         updates, state = tx.update(grads, state, params, **extra)
         return (optax.apply_updates(params, updates), new_rest, state), None
 
-    def run(carry, every, x, y):
-        body = functools.partial(step, every=every, x=x, y=y)
-        return jax.lax.scan(body, carry, jnp.arange(calls))[0]
+    def run(carry, every, xs, ys):
+        body = functools.partial(step, every=every)
+        return jax.lax.scan(body, carry, (jnp.arange(calls), xs, ys))[0]
 
     def fresh() -> Any:
         copy = jax.tree.map(lambda a: jnp.array(a, copy=True), (params, rest))
         return (*copy, tx_of(NEVER).init(params))
 
     every = jnp.int32(NEVER)
-    compiled = jax.jit(run, donate_argnums=0).lower(fresh(), every, x, y).compile()
-    return (lambda carry, every: compiled(carry, every, x, y)), fresh
+    compiled = jax.jit(run, donate_argnums=0).lower(fresh(), every, xs, ys).compile()
+    return (lambda carry, every: compiled(carry, every, xs, ys)), fresh
 
 
 @dataclass

@@ -123,7 +123,8 @@ class _Program:
 
     def evaluate(self, run: dict[str, Any], x: jax.Array, y: jax.Array, w: jax.Array):
         """Weighted mean loss and accuracy over pre-chunked data ``(chunks, B, ...)``."""
-        params = _evaluation_params(run["opt_state"], run["params"])
+        params = _evaluation_params(self.optimizer(run["hparams"]), run["opt_state"],
+                                    run["params"])
         return self.evaluate_at(params, run["rest"], x, y, w)
 
     def evaluate_at(self, params: Any, rest: Any, x: jax.Array, y: jax.Array, w: jax.Array):
@@ -143,15 +144,15 @@ class _Program:
                 jnp.where(total > 0, hits.sum() / total, nan))
 
 
-def _evaluation_params(opt_state, params):
+def _evaluation_params(tx: optax.GradientTransformation, opt_state, params):
     """The point to evaluate at: Schedule-Free's averaged iterate x (optlab's or optax's
-    ``schedule_free_eval_params``) when the optimizer is Schedule-Free, else the params."""
-    from optlab.schedule_free import schedule_free_eval_params
+    ``schedule_free_eval_params``) when the optimizer is Schedule-Free, else the params; for
+    an :func:`optlab.one_of` switch, its chosen member's (``tx.evaluation_params``)."""
+    from optlab.schedule_free import evaluation_point
 
-    try:
-        return schedule_free_eval_params(opt_state, params)
-    except ValueError:  # not a Schedule-Free optimizer
-        return params
+    if hasattr(tx, "evaluation_params"):
+        return tx.evaluation_params(opt_state, params)
+    return evaluation_point(opt_state, params)
 
 
 def _needs_activations(opt_state) -> bool:

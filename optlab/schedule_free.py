@@ -51,6 +51,7 @@ from optlab.stream import (
 __all__ = [
     "ScheduleFreeChainState",
     "ScheduleFreeState",
+    "evaluation_point",
     "schedule_free",
     "schedule_free_adamw",
     "schedule_free_eval_params",
@@ -289,6 +290,16 @@ def _iterates_state(state: Any, name: str) -> Any:
                          "optimizer (one holding a ScheduleFreeState); none found in "
                          f"{type(state).__name__}")
     return found
+
+
+def evaluation_point(opt_state: Any, params: Any) -> Any:
+    """Where a model trained with this optimizer state is evaluated: Schedule-Free's averaged
+    iterate x (:func:`schedule_free_eval_params`) when the state is Schedule-Free's, else
+    ``params``."""
+    try:
+        return schedule_free_eval_params(opt_state, params)
+    except ValueError:  # not a Schedule-Free optimizer
+        return params
 
 
 def schedule_free_eval_params(state: Any, params: Any) -> Any:

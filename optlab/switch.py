@@ -4,16 +4,34 @@ program (e.g. a grid over methods in :func:`optlab.train.train`, vmapped over th
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import optax
 
-__all__ = ["one_of"]
+__all__ = ["OneOf", "one_of"]
+
+
+class OneOf(optax.GradientTransformationExtraArgs):
+    """The transform :func:`one_of` returns: an ``optax.GradientTransformationExtraArgs`` that
+    also knows where its chosen optimizer is evaluated (:meth:`evaluation_params`)."""
+
+    _index: jax.Array | int
+    _transforms: tuple[optax.GradientTransformationExtraArgs, ...]
+
+    def evaluation_params(self, state: Any, params: Any) -> Any:
+        """The point the chosen optimizer is evaluated at: Schedule-Free's averaged iterate
+        x for a Schedule-Free member (from that member's own state, not another's), else the
+        params (:func:`optlab.schedule_free.evaluation_point` per member, then the index)."""
+        from optlab.schedule_free import evaluation_point
+
+        points = [evaluation_point(s, params) for s in state]
+        return jax.lax.switch(self._index, [lambda p=p: p for p in points])
 
 
 def one_of(index: jax.Array | int,
            transforms: Sequence[optax.GradientTransformation]
-           ) -> optax.GradientTransformationExtraArgs:
+           ) -> OneOf:
     """The transform ``transforms[index]``, with ``index`` a (possibly traced) integer.
 
     The state holds every transform's state (so its structure does not depend on the index);
@@ -39,4 +57,6 @@ def one_of(index: jax.Array | int,
 
         return jax.lax.switch(index, [branch(i) for i in range(len(transforms))], None)
 
-    return optax.GradientTransformationExtraArgs(init, update)
+    tx = OneOf(init, update)
+    tx._index, tx._transforms = index, transforms
+    return tx

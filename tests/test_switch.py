@@ -48,3 +48,26 @@ def test_extra_arguments_reach_the_optimizers_that_read_them():
 def test_needs_a_transform():
     with pytest.raises(ValueError, match="at least one"):
         optlab.one_of(0, [])
+
+
+def test_train_evaluates_each_member_where_that_member_is_evaluated():
+    """In a train grid over one_of([sgd, schedule_free_sgd, adam]), validation metrics of each
+    member are those of the member trained alone: Schedule-Free's at its averaged iterate x,
+    the others at their params (not at another member's x)."""
+    from optlab.schedule_free import schedule_free_sgd
+    from optlab.train import train
+    from tests.train_script import MLP, blobs
+
+    members = [lambda: optlab.sgd(0.1), lambda: schedule_free_sgd(0.5), lambda: optlab.adam(0.01)]
+    data = blobs(n=200)
+
+    def switched(member):
+        return optlab.one_of(jnp.asarray(member, jnp.int32), [m() for m in members])
+
+    grid = train(data, MLP, switched, hyperparams={"member": [0, 1, 2]}, epochs=2,
+                 batch_size=40, progress=False)
+    for i, make in enumerate(members):
+        alone = train(data, MLP, make(), epochs=2, batch_size=40, progress=False)
+        for key in ("train_loss", "val_loss", "val_accuracy"):
+            np.testing.assert_allclose(grid.history[key][i], alone.history[key][0],
+                                       rtol=1e-5, err_msg=f"member {i}, {key}")
