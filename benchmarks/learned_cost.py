@@ -295,8 +295,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                   else [(f, o, e) for f in ("quadratic", "mnist1d") for o in ("lstm", "mlp")
                         for e in ("bptt", "es")])
         reps = max(3, args.reps // 5)
-        rows = [meta_cost(f, o, e, config, reps, args.warmup, args.seed)
-                for f, o, e in combos]
+        rows = []
+        for f, o, e in combos:  # a line per row as it is done (a cut-off run keeps them)
+            rows.append(meta_cost(f, o, e, config, reps, args.warmup, args.seed))
+            print(f"  {rows[-1].label}: meta-step {rows[-1].ratio('meta')} × Adam training",
+                  file=sys.stderr, flush=True)
         print(f"## Meta-step ({args.tasks} tasks × {args.unroll} inner steps; ES with "
               f"{config.es_pairs} antithetic pairs) relative to training the same tasks "
               "with Adam\n")
