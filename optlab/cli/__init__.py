@@ -22,7 +22,7 @@ resumes there, anything else is refused.
 
 Modules: :mod:`~optlab.cli.flags` (argument types and checks, :class:`CLIError`),
 :mod:`~optlab.cli.outputs` (``--out``), :mod:`~optlab.cli.spec` (the optimizer of a run),
-:mod:`~optlab.cli.setup` (data set, model, training one optimizer),
+:mod:`~optlab.cli.task_setup` (data set, model, training one optimizer),
 :mod:`~optlab.cli.results` (grouping a result by hyperparameters), one module per command
 (:mod:`~optlab.cli.listing`, :mod:`~optlab.cli.training`, :mod:`~optlab.cli.comparison`) and
 :mod:`~optlab.cli.parser` (the parser and :func:`main`). Names used as ``optlab.cli.NAME``

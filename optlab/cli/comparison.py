@@ -20,8 +20,8 @@ from optlab.cli.flags import (
 )
 from optlab.cli.outputs import _claim, _writable, _write_table
 from optlab.cli.results import _best_group, _fmt_hp, _mean_std, _resumed
-from optlab.cli.setup import _setup, _train_one
 from optlab.cli.spec import _factory, _schedule, _spec
+from optlab.cli.task_setup import _setup, _train_one
 from optlab.learned import cli as learned_cli
 
 

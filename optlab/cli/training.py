@@ -9,8 +9,8 @@ from optlab import registry
 from optlab.cli.flags import CLIError, _names, _resolve_flags, _tasks
 from optlab.cli.outputs import _claim, _writable
 from optlab.cli.results import _by_hyperparams, _fmt_hp, _group_diverged, _mean_std, _resumed
-from optlab.cli.setup import _run_config, _setup, _train_one
 from optlab.cli.spec import _optimizer_fn, _program_spec, _reads_layers, _spec
+from optlab.cli.task_setup import _run_config, _setup, _train_one
 from optlab.learned import cli as learned_cli
 
 
