@@ -14,7 +14,8 @@ one compiled program:
   learning rates, β's, weight decays, ... are per-run scalars of the stacked state;
 * validation and test metrics of a Schedule-Free optimizer are those of its averaged iterate
   x (``schedule_free_eval_params``), the point the method is meant to be evaluated at (its
-  params, and BatchNorm statistics, are those of the gradient point y);
+  params, and BatchNorm statistics, are those of the gradient point y); in a grid over
+  :func:`optlab.one_of`, each run at its own member's point;
 * a run whose loss or gradient turns non-finite is frozen and marked diverged (its history up
   to that point is kept) while the other runs go on; early stopping freezes a run whose
   validation accuracy has not improved for ``patience`` epochs;
