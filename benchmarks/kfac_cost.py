@@ -44,12 +44,11 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import random
 import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import jax
@@ -171,40 +170,6 @@ def make_step(problem: Problem, kfac: bool, calls: int) -> tuple[Callable, Any]:
 
 
 @dataclass
-class Kernel:
-    """One timed kernel: ``carry = fn(carry, every)`` on a carry of its own."""
-
-    name: str
-    fn: Callable
-    fresh: Callable[[], Any]
-    every: int
-    carry: Any = None
-    times: list[float] = field(default_factory=list)
-
-    def call(self) -> float:
-        start = time.perf_counter()
-        self.carry = jax.block_until_ready(self.fn(self.carry, jnp.int32(self.every)))
-        return time.perf_counter() - start
-
-
-def time_interleaved(kernels: Sequence[Kernel], reps: int, warmup: int, seed: int) -> None:
-    """Every kernel ``reps`` times, in a freshly shuffled order each repetition, after
-    ``warmup`` untimed calls (the first K-FAC call refreshes the inverses: it is a warmup)."""
-    rng = random.Random(seed)
-    order = list(kernels)
-    rng.shuffle(order)
-    for k in order:
-        k.carry = k.fresh()
-    for _ in range(warmup):
-        for k in order:
-            k.call()
-    for _ in range(reps):
-        rng.shuffle(order)
-        for k in order:
-            k.times.append(k.call())
-
-
-@dataclass
 class Result:
     """Median seconds per step of the four kernels of one model."""
 
@@ -224,12 +189,18 @@ class Result:
 def bench(problem: Problem, reps: int, warmup: int, calls: int, seed: int) -> Result:
     adam, adam_fresh = make_step(problem, kfac=False, calls=calls)
     kfac, kfac_fresh = make_step(problem, kfac=True, calls=calls)
-    kernels = [Kernel("adam", adam, adam_fresh, NEVER),
-               Kernel("adam_aa", adam, adam_fresh, NEVER),
-               Kernel("plain", kfac, kfac_fresh, NEVER),
-               Kernel("refresh", kfac, kfac_fresh, 1)]
-    time_interleaved(kernels, reps, warmup, seed)
-    med = {k.name: statistics.median(k.times) / calls for k in kernels}
+    def kernel(fn: Callable, fresh: Callable[[], Any], every: int) -> step_time.Runner:
+        """``carry = fn(carry, every)`` on a carry of its own (the first K-FAC call refreshes
+        the inverses: it is a warmup)."""
+        return step_time.Runner(lambda carry, e: (fn(carry, e),), lambda: (fresh(),),
+                                (jnp.int32(every),))
+
+    kernels = {"adam": kernel(adam, adam_fresh, NEVER),
+               "adam_aa": kernel(adam, adam_fresh, NEVER),
+               "plain": kernel(kfac, kfac_fresh, NEVER),
+               "refresh": kernel(kfac, kfac_fresh, 1)}
+    step_time.time_interleaved(list(kernels.values()), reps, warmup, rounds=1, seed=seed)
+    med = {name: statistics.median(k.times) / calls for name, k in kernels.items()}
     n = param_count(problem.model())
     return Result(problem, n, med["adam"], med["adam_aa"], med["plain"], med["refresh"],
                   calls)
@@ -256,18 +227,6 @@ def environment() -> str:
     """step_time's description of the machine and versions, with the load average."""
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     return f"{step_time.environment()}; load average {load}"
-
-
-def limit_blas(threads: int) -> Any:
-    """Limits the BLAS thread pools (SciPy's OpenBLAS, which jaxlib's CPU LAPACK calls run
-    in) to ``threads`` after loading them with a first Cholesky; 0: no limit. Returns the
-    ``threadpoolctl`` controller (None without a limit)."""
-    if threads == 0:
-        return None
-    from threadpoolctl import threadpool_limits
-
-    jax.block_until_ready(jax.scipy.linalg.cho_factor(jnp.eye(2)))  # loads LAPACK
-    return threadpool_limits(threads, user_api="blas")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -302,7 +261,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     start = time.perf_counter()
-    limit = limit_blas(args.blas_threads)
+    limit = optlab.fisher.limit_blas(args.blas_threads)
     print(environment())
     print(f"command: {' '.join(['python', *sys.argv])}")
     print(f"BLAS threads: {args.blas_threads or 'library default'}; "

@@ -54,10 +54,8 @@ LEARNING_RATE = 1e-3
 def optimizers(seed: int = 0) -> dict[str, optax.GradientTransformation]:
     """Adam and the two learned optimizers at their default sizes (φ at initialisation: the
     cost does not depend on its values)."""
-    key = jax.random.key(seed)
     return {"adam": optlab.adam(LEARNING_RATE),
-            "lstm": learned.lstm_optimizer(learned.init_lstm(key)),
-            "mlp": learned.mlp_optimizer(learned.init_mlp(key))}
+            **{name: make(phi) for name, (make, phi) in _factories(seed).items()}}
 
 
 @dataclass
@@ -161,6 +159,7 @@ def train_step_cost(reps: int, warmup: int, rounds: int, seed: int, steps: int) 
 
 
 def _factories(seed: int) -> dict[str, tuple[Callable[[Any], optax.GradientTransformation], Any]]:
+    """Each learned optimizer's factory ``φ -> transform`` and its φ at initialisation."""
     key = jax.random.key(seed)
     return {"lstm": (learned.lstm_optimizer, learned.init_lstm(key)),
             "mlp": (learned.mlp_optimizer, learned.init_mlp(key))}

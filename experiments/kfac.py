@@ -23,8 +23,8 @@ refreshed every 10 steps, true Fisher with sampled labels / Gaussian draws):
   40 epochs (560 iterations), trained here with a ``lax.scan`` loop. The classic benchmark
   scaled down (input size, width, depth, data, budget): with 784 inputs a K-FAC step on
   these 2 shared cores first measured about 0.25 s (the 785² and 784² factors of the outer
-  layers; OpenBLAS at its default threads, see :func:`limit_blas`), too slow for a 12-minute
-  full mode;
+  layers; OpenBLAS at its default threads, see :func:`optlab.fisher.limit_blas`), too slow
+  for a 12-minute full mode;
 * (d) exploratory, added after the first full run and **not part of the checks or the
   verdict**: the classic input size, 784-256-32-256-784 on the 28 × 28 images (same data,
   batch 250, 40 epochs), 2 seeds, each optimizer at the one point chosen on (c), not tuned
@@ -68,8 +68,8 @@ after compilation on the experiment's own ``lax.scan`` loop, one program per tun
 (:func:`compiled_run` with ``fixed``: forward, backward, K-FAC's statistics pass, update,
 inverse refreshes amortised over 2 epochs), the fastest of 7 interleaved 2-epoch runs
 (``seconds_per_step``; the minimum is the least disturbed by other jobs), with SciPy's
-OpenBLAS limited to one thread (:func:`limit_blas`). Not the training programs' own times,
-which run every optimizer inside the ``one_of`` switch.
+OpenBLAS limited to one thread (:func:`optlab.fisher.limit_blas`). Not the training
+programs' own times, which run every optimizer inside the ``one_of`` switch.
 On a shared 2-core CPU the times are noisy; the ratios matter.
 
 **Checks** (per task, :func:`optlab.reproduce.decide`, > 2 standard errors over seeds; the
@@ -653,18 +653,6 @@ def _figure(ctx: Context, results: list[TaskResult]) -> None:
     ctx.save_figure(fig, "kfac_training_loss")
 
 
-def limit_blas() -> Any:
-    """One thread for SciPy's OpenBLAS, which runs jaxlib's CPU LAPACK calls (K-FAC's
-    Cholesky factorisations and triangular solves), loaded by a first Cholesky: with its
-    default threads on these 2 busy cores a 101 × 101 solve against the identity took about
-    8 ms instead of 0.1 ms, so a K-FAC iteration on MNIST-1D took 1 or 10 ms depending on the
-    process (``benchmarks/kfac_cost.py``). Returns the ``threadpoolctl`` controller."""
-    from threadpoolctl import threadpool_limits
-
-    jax.block_until_ready(jax.scipy.linalg.cho_factor(jnp.eye(2)))
-    return threadpool_limits(1, user_api="blas")
-
-
 def big_autoencoder(ae: TaskResult) -> Task:
     """The exploratory 784-input autoencoder (not part of the verdict): the 196-input task's
     data, batch and budget on the 28 × 28 images, :data:`BIG_AE_SIZES`, and one grid point per
@@ -676,7 +664,7 @@ def big_autoencoder(ae: TaskResult) -> Task:
 
 
 def run(ctx: Context) -> Outcome:
-    limit = limit_blas()
+    limit = optlab.fisher.limit_blas()
     results = [measure(ctx, task) for task in tasks(ctx.quick)]
     extra = (None if ctx.quick else
              measure(ctx, big_autoencoder(results[-1]), seeds=ctx.seeds[:BIG_AE_SEEDS]))

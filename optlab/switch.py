@@ -17,7 +17,6 @@ class OneOf(optax.GradientTransformationExtraArgs):
     also knows where its chosen optimizer is evaluated (:meth:`evaluation_params`)."""
 
     _index: jax.Array | int
-    _transforms: tuple[optax.GradientTransformationExtraArgs, ...]
 
     def evaluation_params(self, state: Any, params: Any) -> Any:
         """The point the chosen optimizer is evaluated at: Schedule-Free's averaged iterate
@@ -25,8 +24,8 @@ class OneOf(optax.GradientTransformationExtraArgs):
         params (:func:`optlab.schedule_free.evaluation_point` per member, then the index)."""
         from optlab.schedule_free import evaluation_point
 
-        points = [evaluation_point(s, params) for s in state]
-        return jax.lax.switch(self._index, [lambda p=p: p for p in points])
+        return jax.lax.switch(self._index, [lambda s=s: evaluation_point(s, params)
+                                            for s in state])
 
 
 def one_of(index: jax.Array | int,
@@ -58,5 +57,5 @@ def one_of(index: jax.Array | int,
         return jax.lax.switch(index, [branch(i) for i in range(len(transforms))], None)
 
     tx = OneOf(init, update)
-    tx._index, tx._transforms = index, transforms
+    tx._index = index
     return tx

@@ -26,6 +26,7 @@ from optax import ScalarOrSchedule
 from optlab import _checks
 from optlab.accumulators import trace
 from optlab.combiners import select
+from optlab.fisher.blas import limit_blas
 from optlab.fisher.capture import (
     FISHERS,
     LOSSES,
@@ -61,6 +62,7 @@ __all__ = [
     "kfac_inverses",
     "kfac_precondition",
     "layer_names",
+    "limit_blas",
     "param_names",
     "requested_fisher",
     "scale_by_kfac",
